@@ -1,0 +1,1 @@
+//! Text baselines: TF-IDF + logistic regression, sentence embeddings + logistic regression.

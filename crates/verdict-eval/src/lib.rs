@@ -1,0 +1,1 @@
+//! Evaluation: metrics, keep/review/demote policy, calibration, reports.
