@@ -1,0 +1,239 @@
+//! BERT encoder (the transformer inside BERT-family sentence-transformers checkpoints),
+//! matching Hugging Face `BertModel` in inference mode. Parameters are looked up by checkpoint
+//! key; a leading `bert.` prefix is accepted too.
+
+use candle_core::{DType, Module, Tensor, D};
+use candle_nn::{
+    embedding, layer_norm, linear, Embedding, LayerNorm, LayerNormConfig, Linear, VarBuilder,
+};
+use serde::Deserialize;
+
+/// The fields of a checkpoint's `config.json` that inference needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    #[serde(default = "default_hidden_act")]
+    pub hidden_act: String,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab_size")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_layer_norm_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "default_position_embedding_type")]
+    pub position_embedding_type: String,
+}
+
+fn default_hidden_act() -> String {
+    "gelu".into()
+}
+fn default_type_vocab_size() -> usize {
+    2
+}
+fn default_layer_norm_eps() -> f64 {
+    1e-12
+}
+fn default_position_embedding_type() -> String {
+    "absolute".into()
+}
+
+fn norm(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<LayerNorm> {
+    layer_norm(
+        size,
+        LayerNormConfig {
+            eps,
+            ..Default::default()
+        },
+        vb,
+    )
+}
+
+struct Embeddings {
+    word_embeddings: Embedding,
+    position_embeddings: Embedding,
+    token_type_embeddings: Embedding,
+    layer_norm: LayerNorm,
+}
+
+impl Embeddings {
+    fn new(cfg: &BertConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(Self {
+            word_embeddings: embedding(cfg.vocab_size, cfg.hidden_size, vb.pp("word_embeddings"))?,
+            position_embeddings: embedding(
+                cfg.max_position_embeddings,
+                cfg.hidden_size,
+                vb.pp("position_embeddings"),
+            )?,
+            token_type_embeddings: embedding(
+                cfg.type_vocab_size,
+                cfg.hidden_size,
+                vb.pp("token_type_embeddings"),
+            )?,
+            layer_norm: norm(cfg.hidden_size, cfg.layer_norm_eps, vb.pp("LayerNorm"))?,
+        })
+    }
+
+    /// # Shapes
+    /// `input_ids`, `token_type_ids`: `(batch, seq)` u32 -> `(batch, seq, hidden)`.
+    fn forward(&self, input_ids: &Tensor, token_type_ids: &Tensor) -> candle_core::Result<Tensor> {
+        let seq_len = input_ids.dim(1)?;
+        let positions = Tensor::arange(0u32, seq_len as u32, input_ids.device())?.unsqueeze(0)?;
+        let xs = self
+            .word_embeddings
+            .forward(input_ids)?
+            .broadcast_add(&self.position_embeddings.forward(&positions)?)?
+            .add(&self.token_type_embeddings.forward(token_type_ids)?)?;
+        self.layer_norm.forward(&xs)
+    }
+}
+
+struct Layer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attention_output: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl Layer {
+    fn new(cfg: &BertConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        let h = cfg.hidden_size;
+        let attention = vb.pp("attention");
+        let self_attention = attention.pp("self");
+        Ok(Self {
+            query: linear(h, h, self_attention.pp("query"))?,
+            key: linear(h, h, self_attention.pp("key"))?,
+            value: linear(h, h, self_attention.pp("value"))?,
+            attention_output: linear(h, h, attention.pp("output").pp("dense"))?,
+            attention_norm: norm(
+                h,
+                cfg.layer_norm_eps,
+                attention.pp("output").pp("LayerNorm"),
+            )?,
+            intermediate: linear(h, cfg.intermediate_size, vb.pp("intermediate").pp("dense"))?,
+            output: linear(cfg.intermediate_size, h, vb.pp("output").pp("dense"))?,
+            output_norm: norm(h, cfg.layer_norm_eps, vb.pp("output").pp("LayerNorm"))?,
+            heads: cfg.num_attention_heads,
+            head_dim: h / cfg.num_attention_heads,
+        })
+    }
+
+    /// # Shapes
+    /// `xs`: `(batch, seq, hidden)`; `mask_bias`: `(batch, 1, 1, seq)`, 0 for tokens and a
+    /// large negative number for padding.
+    fn forward(&self, xs: &Tensor, mask_bias: &Tensor) -> candle_core::Result<Tensor> {
+        let (batch, seq, hidden) = xs.dims3()?;
+        let split = |t: Tensor| -> candle_core::Result<Tensor> {
+            t.reshape((batch, seq, self.heads, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let q = split(self.query.forward(xs)?)?;
+        let k = split(self.key.forward(xs)?)?;
+        let v = split(self.value.forward(xs)?)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(mask_bias)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let context = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((batch, seq, hidden))?;
+        let attended = self
+            .attention_norm
+            .forward(&(self.attention_output.forward(&context)? + xs)?)?;
+        let inner = self.intermediate.forward(&attended)?.gelu_erf()?;
+        self.output_norm
+            .forward(&(self.output.forward(&inner)? + attended)?)
+    }
+}
+
+/// BERT encoder without the pooler head.
+pub struct BertModel {
+    embeddings: Embeddings,
+    layers: Vec<Layer>,
+}
+
+impl BertModel {
+    /// Builds the model; `vb` points at the checkpoint root (`embeddings.*`, `encoder.*`) or
+    /// at a root with a `bert.` prefix.
+    pub fn new(cfg: &BertConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        if cfg.position_embedding_type != "absolute" {
+            candle_core::bail!(
+                "position_embedding_type {:?} is not supported (only \"absolute\")",
+                cfg.position_embedding_type
+            );
+        }
+        if cfg.hidden_act != "gelu" {
+            candle_core::bail!(
+                "hidden_act {:?} is not supported (only \"gelu\")",
+                cfg.hidden_act
+            );
+        }
+        let vb = if vb.contains_tensor("embeddings.word_embeddings.weight") {
+            vb
+        } else {
+            vb.pp("bert")
+        };
+        let embeddings = Embeddings::new(cfg, vb.pp("embeddings"))?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| Layer::new(cfg, vb.pp("encoder").pp("layer").pp(i)))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Self { embeddings, layers })
+    }
+
+    /// Token embeddings of the last layer.
+    ///
+    /// # Shapes
+    /// `input_ids`, `token_type_ids`: `(batch, seq)` u32; `attention_mask`: `(batch, seq)`
+    /// f32 (1 token, 0 padding) -> `(batch, seq, hidden)` f32.
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: &Tensor,
+        attention_mask: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        // Same bias as transformers: (1 - mask) * finfo(float32).min.
+        let mask_bias = ((1.0 - attention_mask.to_dtype(DType::F32)?)? * f32::MIN as f64)?
+            .unsqueeze(1)?
+            .unsqueeze(1)?;
+        let mut xs = self.embeddings.forward(input_ids, token_type_ids)?;
+        for layer in &self.layers {
+            xs = layer.forward(&xs, &mask_bias)?;
+        }
+        Ok(xs)
+    }
+}
+
+/// Mean over the tokens that the mask keeps, as sentence-transformers' `Pooling`
+/// (`sum(x * mask) / clamp(sum(mask), 1e-9)`).
+///
+/// # Shapes
+/// `tokens`: `(batch, seq, hidden)`, `attention_mask`: `(batch, seq)` f32 -> `(batch, hidden)`.
+pub fn mean_pool(tokens: &Tensor, attention_mask: &Tensor) -> candle_core::Result<Tensor> {
+    let mask = attention_mask.unsqueeze(D::Minus1)?;
+    let summed = tokens.broadcast_mul(&mask)?.sum(1)?;
+    let counts = mask.sum(1)?.clamp(1e-9, f64::INFINITY)?;
+    summed.broadcast_div(&counts)
+}
+
+/// Divides each row by its Euclidean norm (at least 1e-12), as `torch.nn.functional.normalize`.
+///
+/// # Shapes
+/// `(batch, hidden)` -> `(batch, hidden)`.
+pub fn l2_normalize(xs: &Tensor) -> candle_core::Result<Tensor> {
+    let norms = xs
+        .sqr()?
+        .sum_keepdim(1)?
+        .sqrt()?
+        .clamp(1e-12, f64::INFINITY)?;
+    xs.broadcast_div(&norms)
+}

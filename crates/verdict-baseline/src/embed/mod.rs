@@ -1,0 +1,8 @@
+//! Sentence embeddings from a local sentence-transformers directory, on candle (CPU).
+//! The BERT code is this crate's own (`bert.rs`), written against Hugging Face `BertModel`.
+
+mod bert;
+mod encoder;
+
+pub use bert::{l2_normalize, mean_pool, BertConfig, BertModel};
+pub use encoder::{Pooling, SentenceEncoder, DEFAULT_BATCH_SIZE};
