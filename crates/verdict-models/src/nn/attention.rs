@@ -1,0 +1,143 @@
+//! Scaled dot-product attention with grouped KV heads, causal and padding masks.
+
+use candle_core::{DType, Device, Tensor};
+
+use super::ops::softmax_last_dim;
+use crate::Result;
+
+/// Builds an additive attention mask (0 where allowed, `-inf` where blocked).
+///
+/// Query `i` sits at absolute position `past_len + i`; it may see key `j` when `j` is not in
+/// the future (if `causal`) and key `j` is not padding. A query always sees itself, so rows of
+/// padding queries never become all `-inf` (which would turn softmax into NaN); their outputs
+/// are ignored by callers anyway.
+///
+/// `key_valid[b][j]` marks real tokens of sequence `b` over all `past_len + q_len` keys;
+/// `None` means no padding.
+///
+/// # Shapes
+/// Returns `(batch, 1, q_len, past_len + q_len)` in f32, with `batch = 1` when `key_valid` is `None`.
+pub fn attention_mask(
+    q_len: usize,
+    past_len: usize,
+    causal: bool,
+    key_valid: Option<&[Vec<bool>]>,
+    device: &Device,
+) -> Result<Tensor> {
+    let kv_len = past_len + q_len;
+    let rows: Vec<Option<&Vec<bool>>> = match key_valid {
+        Some(valid) => valid.iter().map(Some).collect(),
+        None => vec![None],
+    };
+    let mut data = Vec::with_capacity(rows.len() * q_len * kv_len);
+    for valid in &rows {
+        if let Some(valid) = valid {
+            if valid.len() != kv_len {
+                return Err(crate::Error::Input(format!(
+                    "padding mask covers {} keys, attention has {kv_len}",
+                    valid.len()
+                )));
+            }
+        }
+        for i in 0..q_len {
+            let query_position = past_len + i;
+            for j in 0..kv_len {
+                let visible = (!causal || j <= query_position)
+                    && valid.map(|v| v[j]).unwrap_or(true);
+                let allowed = visible || j == query_position;
+                data.push(if allowed { 0f32 } else { f32::NEG_INFINITY });
+            }
+        }
+    }
+    Ok(Tensor::from_vec(data, (rows.len(), 1, q_len, kv_len), device)?)
+}
+
+/// Repeats each KV head `n_rep` times so grouped-query attention can use one matmul.
+///
+/// # Shapes
+/// `xs`: `(batch, kv_heads, seq, head_dim)` -> `(batch, kv_heads * n_rep, seq, head_dim)`.
+pub fn repeat_kv(xs: &Tensor, n_rep: usize) -> Result<Tensor> {
+    if n_rep == 1 {
+        return Ok(xs.clone());
+    }
+    let (b, kv_heads, seq, head_dim) = xs.dims4()?;
+    Ok(xs
+        .unsqueeze(2)?
+        .broadcast_as((b, kv_heads, n_rep, seq, head_dim))?
+        .contiguous()?
+        .reshape((b, kv_heads * n_rep, seq, head_dim))?)
+}
+
+/// `softmax(q k^T * scale + mask) v`, with the softmax in f32 as in the reference eager path.
+///
+/// # Shapes
+/// - `q`: `(batch, heads, q_len, head_dim)`
+/// - `k`, `v`: `(batch, kv_heads, kv_len, head_dim)`, `heads` a multiple of `kv_heads`
+/// - `mask`: broadcastable to `(batch, heads, q_len, kv_len)`, f32, additive
+/// - returns `(batch, heads, q_len, head_dim)`
+pub fn scaled_dot_product_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    scale: f64,
+) -> Result<Tensor> {
+    let heads = q.dim(1)?;
+    let kv_heads = k.dim(1)?;
+    if heads % kv_heads != 0 {
+        return Err(crate::Error::Config(format!(
+            "{heads} attention heads are not a multiple of {kv_heads} key/value heads"
+        )));
+    }
+    let n_rep = heads / kv_heads;
+    let k = repeat_kv(k, n_rep)?;
+    let v = repeat_kv(v, n_rep)?;
+    let dtype = q.dtype();
+    let scores = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? * scale)?;
+    let scores = scores.to_dtype(DType::F32)?;
+    let scores = match mask {
+        Some(mask) => scores.broadcast_add(mask)?,
+        None => scores,
+    };
+    let weights = softmax_last_dim(&scores)?.to_dtype(dtype)?;
+    Ok(weights.matmul(&v.contiguous()?)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causal_mask_with_padding_blocks_future_and_pad_keys() -> Result<()> {
+        let valid = vec![vec![false, true, true]];
+        let mask = attention_mask(3, 0, true, Some(&valid), &Device::Cpu)?;
+        let rows = mask.squeeze(0)?.squeeze(0)?.to_vec2::<f32>()?;
+        let inf = f32::NEG_INFINITY;
+        assert_eq!(rows[0], vec![0.0, inf, inf]);
+        assert_eq!(rows[1], vec![inf, 0.0, inf]);
+        assert_eq!(rows[2], vec![inf, 0.0, 0.0]);
+        Ok(())
+    }
+
+    #[test]
+    fn mask_with_past_sees_the_whole_prefix() -> Result<()> {
+        let mask = attention_mask(2, 3, true, None, &Device::Cpu)?;
+        let rows = mask.squeeze(0)?.squeeze(0)?.to_vec2::<f32>()?;
+        assert_eq!(rows[0], vec![0.0, 0.0, 0.0, 0.0, f32::NEG_INFINITY]);
+        assert_eq!(rows[1], vec![0.0; 5]);
+        Ok(())
+    }
+
+    #[test]
+    fn grouped_heads_equal_explicitly_repeated_heads() -> Result<()> {
+        let device = Device::Cpu;
+        let q = Tensor::randn(0f32, 1.0, (1, 4, 3, 8), &device)?;
+        let k = Tensor::randn(0f32, 1.0, (1, 2, 3, 8), &device)?;
+        let v = Tensor::randn(0f32, 1.0, (1, 2, 3, 8), &device)?;
+        let grouped = scaled_dot_product_attention(&q, &k, &v, None, 0.3)?;
+        let full = scaled_dot_product_attention(&q, &repeat_kv(&k, 2)?, &repeat_kv(&v, 2)?, None, 0.3)?;
+        let diff = (grouped - full)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-6);
+        Ok(())
+    }
+}

@@ -1,0 +1,93 @@
+//! Linear layers built through one constructor.
+//!
+//! Models never create a linear layer directly: they describe it with a [`LinearSpec`]
+//! (checkpoint path, dimensions, bias) and ask the [`LinearFactory`] of their
+//! [`crate::nn::LayerBuilder`]. An adapter crate supplies its own factory that wraps the base
+//! layer of selected paths (e.g. every `q_proj`), so adapters attach without forking a model and
+//! base weights keep their checkpoint names.
+
+use std::sync::Arc;
+
+use candle_core::{Module, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::Result;
+
+/// A layer computing `xs @ weight^T + bias` (or something that behaves like one).
+pub trait LinearLayer: Send + Sync + std::fmt::Debug {
+    /// # Shapes
+    /// `xs`: `(.., in_dim)` -> `(.., out_dim)`.
+    fn forward(&self, xs: &Tensor) -> Result<Tensor>;
+}
+
+/// Description of one linear layer as the model asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinearSpec {
+    /// Full checkpoint path of the layer, e.g. `model.language_model.layers.0.self_attn.q_proj`.
+    pub path: String,
+    pub in_dim: usize,
+    pub out_dim: usize,
+    pub bias: bool,
+}
+
+/// Builds every linear layer of a model; see the module docs for why this is a trait object.
+pub trait LinearFactory: Send + Sync {
+    /// Builds the layer described by `spec`; `vb` is already prefixed with `spec.path`.
+    fn build(&self, spec: &LinearSpec, vb: VarBuilder) -> Result<Arc<dyn LinearLayer>>;
+}
+
+/// Plain dense layer: weight `(out_dim, in_dim)` and optional bias `(out_dim,)`.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self { weight, bias }
+    }
+
+    /// Loads `weight` (and `bias`) under `vb`; with a `VarMap`-backed builder the tensors are
+    /// created as trainable variables with the usual fan-in initialisation.
+    pub fn load(spec: &LinearSpec, vb: &VarBuilder) -> Result<Self> {
+        let bound = 1.0 / (spec.in_dim as f64).sqrt();
+        let init = candle_nn::Init::Uniform {
+            lo: -bound,
+            up: bound,
+        };
+        let weight = vb.get_with_hints((spec.out_dim, spec.in_dim), "weight", init)?;
+        let bias = if spec.bias {
+            Some(vb.get_with_hints(spec.out_dim, "bias", init)?)
+        } else {
+            None
+        };
+        Ok(Self { weight, bias })
+    }
+
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+}
+
+impl LinearLayer for Linear {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        // candle_nn::Linear handles batched inputs with a broadcast matmul and has a backward.
+        let layer = candle_nn::Linear::new(self.weight.clone(), self.bias.clone());
+        Ok(layer.forward(xs)?)
+    }
+}
+
+/// The factory used when nothing wraps the model: loads a [`Linear`] from the checkpoint.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultLinearFactory;
+
+impl LinearFactory for DefaultLinearFactory {
+    fn build(&self, spec: &LinearSpec, vb: VarBuilder) -> Result<Arc<dyn LinearLayer>> {
+        Ok(Arc::new(Linear::load(spec, &vb)?))
+    }
+}

@@ -1,0 +1,16 @@
+//! Gradient-safe building blocks shared by every model in this crate.
+//!
+//! Several fused candle-nn ops (`softmax_last_dim`, `rms_norm`, `LayerNorm`, `rope`) have no
+//! backward pass and silently drop gradients. Everything here is written with elementary,
+//! differentiable tensor ops so the same code serves inference and training.
+
+pub mod attention;
+pub mod builder;
+pub mod linear;
+pub mod norm;
+pub mod ops;
+
+pub use attention::{attention_mask, scaled_dot_product_attention};
+pub use builder::LayerBuilder;
+pub use linear::{DefaultLinearFactory, Linear, LinearFactory, LinearLayer, LinearSpec};
+pub use norm::{LayerNorm, RmsNorm};

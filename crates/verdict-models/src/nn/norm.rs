@@ -1,0 +1,118 @@
+//! RMSNorm and LayerNorm from differentiable ops (candle-nn's fused versions have no backward).
+
+use candle_core::{DType, Tensor, D};
+use candle_nn::Init;
+
+use super::builder::LayerBuilder;
+use crate::Result;
+
+/// Root-mean-square norm as in T5/Llama/Qwen: `weight * x / sqrt(mean(x^2) + eps)`,
+/// computed in f32 and cast back to the input dtype before the weight multiplies, like the
+/// reference implementation.
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    pub fn new(size: usize, eps: f64, builder: &LayerBuilder) -> Result<Self> {
+        let weight = builder.get(size, "weight", Init::Const(1.0))?;
+        Ok(Self { weight, eps })
+    }
+
+    pub fn from_weight(weight: Tensor, eps: f64) -> Self {
+        Self { weight, eps }
+    }
+
+    /// # Shapes
+    /// `xs`: `(.., size)`; the result has the same shape.
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let dtype = xs.dtype();
+        let xs32 = xs.to_dtype(DType::F32)?;
+        let variance = xs32.sqr()?.mean_keepdim(D::Minus1)?;
+        let inv = (variance + self.eps)?.sqrt()?.recip()?;
+        let normed = xs32.broadcast_mul(&inv)?.to_dtype(dtype)?;
+        Ok(normed.broadcast_mul(&self.weight)?)
+    }
+}
+
+/// Layer norm with affine weight and bias: `(x - mean) / sqrt(var + eps) * weight + bias`.
+/// Statistics are computed in f32 (torch does the same for half-precision inputs).
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn new(size: usize, eps: f64, builder: &LayerBuilder) -> Result<Self> {
+        let weight = builder.get(size, "weight", Init::Const(1.0))?;
+        let bias = builder.get(size, "bias", Init::Const(0.0))?;
+        Ok(Self { weight, bias, eps })
+    }
+
+    /// # Shapes
+    /// `xs`: `(.., size)`; the result has the same shape.
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let dtype = xs.dtype();
+        let xs32 = xs.to_dtype(DType::F32)?;
+        let mean = xs32.mean_keepdim(D::Minus1)?;
+        let centred = xs32.broadcast_sub(&mean)?;
+        let variance = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        let inv = (variance + self.eps)?.sqrt()?.recip()?;
+        let normed = centred.broadcast_mul(&inv)?;
+        let weight = self.weight.to_dtype(DType::F32)?;
+        let bias = self.bias.to_dtype(DType::F32)?;
+        Ok(normed
+            .broadcast_mul(&weight)?
+            .broadcast_add(&bias)?
+            .to_dtype(dtype)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+    use candle_nn::{VarBuilder, VarMap};
+
+    #[test]
+    fn rms_norm_matches_fused_kernel_and_backpropagates() -> Result<()> {
+        let device = Device::Cpu;
+        let varmap = VarMap::new();
+        let builder = LayerBuilder::new(VarBuilder::from_varmap(&varmap, DType::F32, &device));
+        let norm = RmsNorm::new(4, 1e-6, &builder)?;
+        let xs = Var::from_vec(vec![1.0f32, -2.0, 3.0, 0.5, 0.1, 0.2, 0.3, 0.4], (2, 4), &device)?;
+        let ours = norm.forward(xs.as_tensor())?;
+        let fused = candle_nn::ops::rms_norm(xs.as_tensor(), &Tensor::ones(4, DType::F32, &device)?, 1e-6)?;
+        let diff = (ours.clone() - fused)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "rms norm differs by {diff}");
+        let grads = (ours * Tensor::new(&[1.0f32, 2.0, 3.0, 4.0], &device)?.unsqueeze(0)?)?
+            .sum_all()?
+            .backward()?;
+        for var in varmap.all_vars() {
+            assert!(grads.get(var.as_tensor()).is_some());
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn layer_norm_matches_fused_kernel() -> Result<()> {
+        let device = Device::Cpu;
+        let varmap = VarMap::new();
+        let builder = LayerBuilder::new(VarBuilder::from_varmap(&varmap, DType::F32, &device));
+        let norm = LayerNorm::new(3, 1e-6, &builder)?;
+        let xs = Tensor::new(&[[1.0f32, 5.0, -2.0], [0.0, 0.1, 0.2]], &device)?;
+        let fused = candle_nn::ops::layer_norm(
+            &xs,
+            &Tensor::ones(3, DType::F32, &device)?,
+            &Tensor::zeros(3, DType::F32, &device)?,
+            1e-6,
+        )?;
+        let diff = (norm.forward(&xs)? - fused)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "layer norm differs by {diff}");
+        Ok(())
+    }
+}
