@@ -1,1 +1,31 @@
-//! Mesh loading (STL, OBJ, 3MF) and deterministic multi-view rendering to PNG.
+//! Mesh loading (STL, OBJ, 3MF) and fast, deterministic multi-view rendering to PNG.
+//!
+//! Pipeline: [`load`] parses files into a [`Scene`] (typed errors naming the file, caps on
+//! triangles and decompressed size), [`prepare`] normalises it (Z up, centred, scaled to a
+//! unit bounding sphere) and computes normals once, a [`Renderer`] draws one view per
+//! [`Camera`], and [`stage`] ties it together for batches: parallel, skipping up-to-date
+//! outputs, atomic writes, one error per file that never stops the other samples.
+//!
+//! Crates: `zip` (3MF container), `quick-xml` (3MF XML), `image` (PNG encoding), `rayon`
+//! (views and samples in parallel), `sha2` (up-to-date checks). STL and OBJ parsers are
+//! our own because the format quirks are the point (see [`load`]).
+
+pub mod camera;
+pub mod error;
+pub mod load;
+pub mod math;
+pub mod mesh;
+pub mod prepare;
+pub mod raster;
+pub mod settings;
+pub mod sheet;
+pub mod stage;
+
+pub use camera::{Camera, Projection, ViewSpec};
+pub use error::{RenderError, Result};
+pub use load::{load_file, Format, UpAxis};
+pub use mesh::{LoadLimits, LoadReport, Part, Scene};
+pub use prepare::PreparedMesh;
+pub use raster::{CpuRasterizer, Image, Renderer};
+pub use settings::{RenderSettings, Shading};
+pub use stage::{render_many, render_sample, RenderedView, SampleJob, SampleOutcome};

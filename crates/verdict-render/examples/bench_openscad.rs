@@ -1,0 +1,361 @@
+//! Benchmark: render the real STL meshes (fetched by `scripts/fetch/meshes.sh`) with
+//! OpenSCAD and with this crate at the same size and views, and print per-view times and
+//! the ratio, plus throughput with 1 and 2 threads.
+//!
+//! ```text
+//! cargo run --release -p verdict-render --example bench_openscad -- \
+//!     [--size 512] [--views front,left,iso] [--repeat 3] [--no-openscad] [--out DIR]
+//! ```
+//!
+//! OpenSCAD runs one process per view, as a pipeline that shells out to it would, under a
+//! single virtual X server started once (server start-up is not counted); the first run is
+//! a discarded warm-up so disk caches and the dynamic loader are warm. Verdict's time per
+//! view includes loading, normalising, rendering, PNG encoding and writing the file, with
+//! the mesh loaded once per file and shared by its views (what `render_sample` does).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use verdict_render::{load_file, render_sample, RenderSettings, ViewSpec};
+
+struct Options {
+    size: u32,
+    views: String,
+    repeat: usize,
+    openscad: bool,
+    out: PathBuf,
+}
+
+fn main() {
+    if let Err(message) = run() {
+        eprintln!("error: {message}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let options = parse_options()?;
+    let data = std::env::var_os("VERDICT_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/data"))
+        .join("meshes");
+    let mut files = Vec::new();
+    collect_stl(&data, &mut files);
+    files.sort();
+    if files.is_empty() {
+        return Err(format!(
+            "no STL under {} (run scripts/fetch-data)",
+            data.display()
+        ));
+    }
+    let views = ViewSpec::parse_list(&options.views).map_err(|e| e.to_string())?;
+    let settings = RenderSettings {
+        size: options.size,
+        ..RenderSettings::default()
+    };
+
+    let mut meshes = Vec::new();
+    println!("Meshes under {}:", data.display());
+    for file in &files {
+        match load_file(file, &settings.limits) {
+            Ok((scene, _)) => meshes.push((file.clone(), scene.triangle_count())),
+            Err(error) => println!("  skipped (malformed): {error}"),
+        }
+    }
+    println!(
+        "  {} loadable meshes, {} views each, {}x{} px\n",
+        meshes.len(),
+        views.len(),
+        options.size,
+        options.size
+    );
+
+    // Verdict, single thread, per file.
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let verdict_out = options.out.join("verdict");
+    let mut verdict_per_file = Vec::new();
+    for (file, _) in &meshes {
+        let best = (0..options.repeat)
+            .map(|_| {
+                let _ = std::fs::remove_dir_all(&verdict_out);
+                let start = Instant::now();
+                one.install(|| {
+                    render_sample(
+                        &[file.clone()],
+                        &views,
+                        &settings,
+                        &sample_dir(&verdict_out, file),
+                    )
+                })
+                .map_err(|e| e.to_string())?;
+                Ok(start.elapsed())
+            })
+            .collect::<Result<Vec<_>, String>>()?
+            .into_iter()
+            .min()
+            .unwrap_or_default();
+        verdict_per_file.push(best / views.len() as u32);
+    }
+
+    // OpenSCAD, one process per view.
+    let mut openscad_per_file: Vec<Option<Duration>> = vec![None; meshes.len()];
+    let openscad_version = if options.openscad {
+        openscad_version()
+    } else {
+        None
+    };
+    if let Some(version) = &openscad_version {
+        let display = XServer::start()?;
+        let scad_out = options.out.join("openscad");
+        std::fs::create_dir_all(&scad_out).map_err(|e| e.to_string())?;
+        // Warm-up run, discarded.
+        openscad_view(&display, &meshes[0].0, &views[0], options.size, &scad_out)?;
+        for (index, (file, _)) in meshes.iter().enumerate() {
+            let mut total = Duration::ZERO;
+            for view in &views {
+                total += openscad_view(&display, file, view, options.size, &scad_out)?;
+            }
+            openscad_per_file[index] = Some(total / views.len() as u32);
+        }
+        println!("OpenSCAD: {version}");
+    }
+
+    println!("| mesh | triangles | OpenSCAD ms/view | Verdict ms/view (1 thread) | ratio |");
+    println!("|---|---:|---:|---:|---:|");
+    let mut scad_sum = Duration::ZERO;
+    let mut verdict_sum = Duration::ZERO;
+    for (index, (file, triangles)) in meshes.iter().enumerate() {
+        let verdict = verdict_per_file[index];
+        verdict_sum += verdict;
+        let (scad_text, ratio) = match openscad_per_file[index] {
+            Some(scad) => {
+                scad_sum += scad;
+                (
+                    format!("{:.1}", ms(scad)),
+                    format!("{:.0}x", ms(scad) / ms(verdict)),
+                )
+            }
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "| {} | {triangles} | {scad_text} | {:.2} | {ratio} |",
+            file.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            ms(verdict)
+        );
+    }
+    let count = meshes.len() as u32;
+    let verdict_mean = verdict_sum / count;
+    if openscad_version.is_some() {
+        let scad_mean = scad_sum / count;
+        println!(
+            "| **mean** | | **{:.1}** | **{:.2}** | **{:.0}x** |",
+            ms(scad_mean),
+            ms(verdict_mean),
+            ms(scad_mean) / ms(verdict_mean)
+        );
+    } else {
+        println!("| **mean** | | - | **{:.2}** | - |", ms(verdict_mean));
+    }
+
+    // Throughput: all files and views, 1 vs 2 threads.
+    println!("\n| threads | views | wall s | views/s | speed-up |");
+    println!("|---:|---:|---:|---:|---:|");
+    let mut base = 0.0;
+    for threads in [1usize, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut best = Duration::MAX;
+        for _ in 0..options.repeat {
+            let _ = std::fs::remove_dir_all(&verdict_out);
+            let jobs: Vec<_> = meshes
+                .iter()
+                .map(|(file, _)| verdict_render::SampleJob {
+                    id: file.display().to_string(),
+                    files: vec![file.clone()],
+                    out_dir: sample_dir(&verdict_out, file),
+                })
+                .collect();
+            let start = Instant::now();
+            let outcomes =
+                pool.install(|| verdict_render::render_many(&jobs, &views, &settings, &|_| {}));
+            best = best.min(start.elapsed());
+            if let Some(failed) = outcomes.iter().find(|o| o.result.is_err()) {
+                return Err(format!("{}: {:?}", failed.id, failed.result));
+            }
+        }
+        let total_views = meshes.len() * views.len();
+        let rate = total_views as f64 / best.as_secs_f64();
+        if threads == 1 {
+            base = rate;
+        }
+        println!(
+            "| {threads} | {total_views} | {:.3} | {:.0} | {:.2}x |",
+            best.as_secs_f64(),
+            rate,
+            rate / base
+        );
+    }
+    println!("\nImages: {}", options.out.display());
+    Ok(())
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+fn sample_dir(root: &Path, file: &Path) -> PathBuf {
+    let parent = file
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = file
+        .file_stem()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    root.join(format!("{parent}__{stem}"))
+}
+
+fn collect_stl(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        // Packages link folders into each other (doc/examples -> examples): skip links.
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_symlink() {
+            continue;
+        }
+        if kind.is_dir() {
+            collect_stl(&path, out);
+        } else if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("stl"))
+        {
+            out.push(path);
+        }
+    }
+}
+
+fn parse_options() -> Result<Options, String> {
+    let mut options = Options {
+        size: 512,
+        views: "front,left,iso".into(),
+        repeat: 3,
+        openscad: true,
+        out: std::env::temp_dir().join("verdict-bench-render"),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--size" => options.size = value()?.parse().map_err(|_| "--size: not a number")?,
+            "--views" => options.views = value()?,
+            "--repeat" => {
+                options.repeat = value()?.parse().map_err(|_| "--repeat: not a number")?
+            }
+            "--out" => options.out = PathBuf::from(value()?),
+            "--no-openscad" => options.openscad = false,
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    options.repeat = options.repeat.max(1);
+    Ok(options)
+}
+
+fn openscad_version() -> Option<String> {
+    let output = Command::new("openscad").arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&output.stderr).trim().to_string();
+    let text = if text.is_empty() {
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    } else {
+        text
+    };
+    Some(text)
+}
+
+/// A virtual X server for OpenSCAD's OpenGL renderer, killed on drop.
+struct XServer {
+    child: std::process::Child,
+    display: String,
+}
+
+impl XServer {
+    fn start() -> Result<XServer, String> {
+        let display = format!(":{}", 90 + std::process::id() % 100);
+        let child = Command::new("Xvfb")
+            .args([
+                display.as_str(),
+                "-screen",
+                "0",
+                "1024x768x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                format!("cannot start Xvfb (apt-get install -y openscad xvfb xauth): {e}")
+            })?;
+        std::thread::sleep(Duration::from_millis(800));
+        Ok(XServer { child, display })
+    }
+}
+
+impl Drop for XServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn openscad_view(
+    x: &XServer,
+    file: &Path,
+    view: &ViewSpec,
+    size: u32,
+    out: &Path,
+) -> Result<Duration, String> {
+    let stem = file
+        .file_stem()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let scad = out.join(format!("{stem}.scad"));
+    let absolute = std::fs::canonicalize(file).map_err(|e| e.to_string())?;
+    std::fs::write(&scad, format!("import(\"{}\");\n", absolute.display()))
+        .map_err(|e| e.to_string())?;
+    let camera =
+        verdict_render::Camera::new(view, verdict_render::Projection::Orthographic, size, 1.0);
+    let eye = camera.toward_camera * 100.0;
+    let png = out.join(format!("{stem}__{}.png", view.name));
+    let start = Instant::now();
+    let status = Command::new("openscad")
+        .env("DISPLAY", &x.display)
+        .arg("-o")
+        .arg(&png)
+        .arg(format!("--imgsize={size},{size}"))
+        .args(["--autocenter", "--viewall", "--projection=o"])
+        .arg(format!("--camera={},{},{},0,0,0", eye.x, eye.y, eye.z))
+        .arg(&scad)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run openscad: {e}"))?;
+    let elapsed = start.elapsed();
+    if !status.success() {
+        eprintln!("openscad failed on {} ({})", file.display(), view.name);
+    }
+    Ok(elapsed)
+}
