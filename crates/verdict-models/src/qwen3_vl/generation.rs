@@ -161,6 +161,57 @@ pub fn generate(
     }
 }
 
+/// Generates continuations of a (left-padded) batch of prompts without constraints.
+///
+/// Rows that emit a stop token are finished; they keep being fed a stop token so the batch
+/// stays rectangular, but nothing more is recorded for them.
+pub fn generate_batch(
+    model: &Qwen3VL,
+    prompts: &Batch,
+    config: &GenerationConfig,
+) -> Result<Vec<Generation>> {
+    let rows = prompts.batch_size();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed);
+    let mut cache = model.new_cache();
+    let output = model.forward(prompts, Some(&mut cache), Logits::Last, false)?;
+    let mut next_position = output.positions.next_position.clone();
+    let mut key_valid: Vec<Vec<bool>> = prompts
+        .attention_mask
+        .clone()
+        .unwrap_or_else(|| vec![vec![true; prompts.seq_len()]; rows]);
+    let mut logits = output.logits;
+    let mut results: Vec<Generation> = (0..rows)
+        .map(|_| Generation { tokens: Vec::new(), finish: FinishReason::MaxTokens })
+        .collect();
+    let mut done = vec![false; rows];
+    let filler = config.stop_tokens.first().copied().unwrap_or(0);
+    for _ in 0..config.max_new_tokens {
+        let table = logits.squeeze(1)?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let mut step = Vec::with_capacity(rows);
+        for (row, values) in table.iter().enumerate() {
+            if done[row] {
+                step.push(vec![filler]);
+                continue;
+            }
+            let token = pick(values, config.temperature, &mut rng);
+            results[row].tokens.push(token);
+            if config.stop_tokens.contains(&token) {
+                results[row].finish = FinishReason::StopToken;
+                done[row] = true;
+            }
+            step.push(vec![token]);
+        }
+        if done.iter().all(|d| *d) || results.iter().all(|r| r.tokens.len() >= config.max_new_tokens) {
+            break;
+        }
+        let positions = MropePositions::continuation(&next_position, 1);
+        next_position = positions.next_position.clone();
+        key_valid.iter_mut().for_each(|row| row.push(true));
+        logits = model.forward_continuation(&step, &positions, Some(&key_valid), &mut cache, Logits::Last)?;
+    }
+    Ok(results)
+}
+
 /// Scores of every candidate label for one prompt.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabelScores {
