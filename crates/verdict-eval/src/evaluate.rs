@@ -129,6 +129,8 @@ pub fn evaluate_sets(
         .iter()
         .map(|set| evaluate_model(set, validation.as_ref(), spec))
         .collect::<Result<Vec<_>>>()?;
+    let mut models = models;
+    unique_model_ids(&mut models);
     let comparison = (models.len() > 1).then(|| compare_models(&models, spec));
     let mut summary = EvalSummary {
         task: spec.task.clone(),
@@ -150,6 +152,28 @@ pub fn evaluate_sets(
     crate::output::write_atomic(&summary.report_path, html.as_bytes())?;
     summary.report_path = out_dir.join("report.html");
     Ok(summary)
+}
+
+/// Files from the same model would collide in the report and JSON keys: later ones get the
+/// file name appended.
+fn unique_model_ids(models: &mut [ModelEvaluation]) {
+    let mut seen = std::collections::BTreeSet::new();
+    for model in models.iter_mut() {
+        if !seen.insert(model.model_id.clone()) {
+            let file = Path::new(&model.source)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let mut candidate = format!("{} ({file})", model.model_id);
+            let mut counter = 2;
+            while seen.contains(&candidate) {
+                candidate = format!("{} ({file} #{counter})", model.model_id);
+                counter += 1;
+            }
+            seen.insert(candidate.clone());
+            model.model_id = candidate;
+        }
+    }
 }
 
 /// Indicator rows and scores of a set, in the spec's label order.
@@ -264,10 +288,28 @@ fn curves_of(outcomes: &Outcomes) -> Vec<LabelCurves> {
                 label: outcomes.labels[label].clone(),
                 average_precision: average_precision(&truth, &score),
                 roc_auc: roc_auc(&truth, &score),
-                precision_recall: pr_curve(&truth, &score),
-                roc: roc_curve(&truth, &score),
+                precision_recall: thin(pr_curve(&truth, &score)),
+                roc: roc_curve(&truth, &score).map(thin),
             }
         })
+        .collect()
+}
+
+/// Most points a stored or plotted curve keeps; AP and AUC are computed on the full curve.
+const CURVE_POINTS: usize = 1000;
+
+/// Keeps every k-th point (and the last) of a long curve so reports stay small.
+fn thin(points: Vec<CurvePoint>) -> Vec<CurvePoint> {
+    if points.len() <= CURVE_POINTS {
+        return points;
+    }
+    let stride = points.len().div_ceil(CURVE_POINTS);
+    let last = points.len() - 1;
+    points
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % stride == 0 || *i == last)
+        .map(|(_, p)| p)
         .collect()
 }
 

@@ -137,7 +137,7 @@ impl EvalSpec {
     /// The objective the threshold sweep optimises for this spec.
     pub fn sweep_objective(&self) -> SweepObjective {
         match &self.cost_matrix {
-            Some(costs) => SweepObjective::ExpectedCost(costs.clone()),
+            Some(costs) => SweepObjective::ExpectedCost(*costs),
             None => SweepObjective::MacroF1 {
                 max_review_fraction: self.max_review_fraction,
             },

@@ -282,6 +282,9 @@ fn report_renders_in_chromium_with_every_section() {
         "chromium screenshot failed: {}",
         String::from_utf8_lossy(&status.stderr)
     );
+    if std::env::var_os("VERDICT_REPORT_SCREENSHOT").is_some() {
+        std::fs::copy(&summary.report_path, screenshot.with_extension("html")).unwrap();
+    }
     let shot = image::open(&screenshot).unwrap().to_rgb8();
     assert_eq!((shot.width(), shot.height()), (1280, 2400));
     let colours: std::collections::HashSet<[u8; 3]> =

@@ -207,7 +207,8 @@ pub(super) fn write(path: &Path, rows: &[Prediction], layout: &Layout) -> Result
             rows.iter().map(|r| r.probabilities.get(label).copied()),
         )));
     }
-    let optional_text: [(&str, Box<dyn Fn(&Prediction) -> Option<String>>); 6] = [
+    type Getter = Box<dyn Fn(&Prediction) -> Option<String>>;
+    let optional_text: [(&str, Getter); 6] = [
         ("reason", Box::new(|r| r.reason.clone())),
         (
             "decision",
@@ -220,9 +221,7 @@ pub(super) fn write(path: &Path, rows: &[Prediction], layout: &Layout) -> Result
     ];
     for (name, get) in &optional_text {
         fields.push(Field::new(*name, DataType::Utf8, true));
-        columns.push(Arc::new(StringArray::from_iter(
-            rows.iter().map(|r| get(r)),
-        )));
+        columns.push(Arc::new(StringArray::from_iter(rows.iter().map(get))));
     }
     for name in &layout.slice_names {
         fields.push(Field::new(

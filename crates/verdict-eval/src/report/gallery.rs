@@ -22,7 +22,7 @@ pub enum Thumbnail {
 /// One shown sample.
 pub struct GalleryItem<'a> {
     pub row: &'a Prediction,
-    /// Probability of the predicted label (single-label) or of the positive label (binary).
+    /// Probability the model gave its predicted label (single-label tasks).
     pub confidence: Option<f64>,
     pub thumbnail: Option<Thumbnail>,
 }
@@ -43,6 +43,7 @@ pub fn gallery(model: &ModelEvaluation, per_group: usize) -> Vec<GalleryGroup<'_
     let mut groups: BTreeMap<(usize, String), Vec<usize>> = BTreeMap::new();
     let score_of = |index: usize, label: usize| outcomes.scores.as_ref().map(|s| s[index][label]);
     let mut confidence: Vec<Option<f64>> = vec![None; outcomes.len()];
+    #[allow(clippy::needless_range_loop)] // `index` addresses four parallel arrays
     for index in 0..outcomes.len() {
         let key = if outcomes.multi_label {
             confidence[index] = None;
@@ -52,7 +53,12 @@ pub fn gallery(model: &ModelEvaluation, per_group: usize) -> Vec<GalleryGroup<'_
                 (1, "partial or wrong match".to_owned())
             }
         } else if let Some(positive) = outcomes.positive {
-            confidence[index] = score_of(index, positive);
+            // Confidence in what was predicted, so "most confident first" ranks mistakes too.
+            let predicted_label = outcomes.predicted[index]
+                .iter()
+                .position(|&b| b)
+                .unwrap_or(positive);
+            confidence[index] = score_of(index, predicted_label);
             let (t, p) = (
                 outcomes.truth[index][positive],
                 outcomes.predicted[index][positive],

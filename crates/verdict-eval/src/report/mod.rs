@@ -29,7 +29,11 @@ pub fn render(summary: &EvalSummary, spec: &EvalSpec) -> Result<String> {
         page,
         "<header><h1>Evaluation report: {task}</h1><p>{kind} task · labels: {labels} · {models} model(s) · {samples} samples</p><nav>",
         task = html::escape(&summary.task),
-        kind = html::escape(&format!("{:?}", summary.kind)),
+        kind = match summary.kind {
+            crate::spec::TaskKind::MultiClass => "multi-class",
+            crate::spec::TaskKind::BinaryPolicy => "binary-policy",
+            crate::spec::TaskKind::MultiLabel => "multi-label",
+        },
         labels = html::escape(&summary.labels.join(", ")),
         models = summary.models.len(),
         samples = summary.models.first().map_or(0, |m| m.samples),

@@ -28,6 +28,7 @@ const SERIES: [RGBColor; 6] = [
 /// the colour is the share of the row, the text the count.
 pub fn confusion_heatmap(matrix: &ConfusionMatrix, title: &str) -> Result<String> {
     let n = matrix.labels.len();
+    let last = n.saturating_sub(1);
     let longest = matrix
         .labels
         .iter()
@@ -49,7 +50,8 @@ pub fn confusion_heatmap(matrix: &ConfusionMatrix, title: &str) -> Result<String
             .margin(10)
             .x_label_area_size(label_area)
             .y_label_area_size(label_area)
-            .build_cartesian_2d((0..n).into_segmented(), (0..n).into_segmented())
+            // A segmented 0..k range has k + 1 segments; n labels need 0..n - 1.
+            .build_cartesian_2d((0..last).into_segmented(), (0..last).into_segmented())
             .map_err(plot_error)?;
         let name = |value: &SegmentValue<usize>, flip: bool| match value {
             SegmentValue::CenterOf(i) if *i < n => {
@@ -229,4 +231,91 @@ pub(crate) fn method_name(method: &MethodResult) -> &'static str {
         crate::calibration::CalibrationMethod::Temperature => "temperature",
         crate::calibration::CalibrationMethod::Isotonic => "isotonic",
     }
+}
+
+/// The sweep as a surface: one cell per (review, demote) pair coloured by the objective
+/// (darker is better), cells over the review cap grey, the chosen point ringed.
+pub fn sweep_surface(result: &crate::policy::SweepResult) -> Result<String> {
+    use crate::policy::SweepObjective;
+    let value = |p: &crate::policy::OperatingPoint| match &result.objective {
+        SweepObjective::MacroF1 { .. } => p.macro_f1,
+        SweepObjective::ExpectedCost(_) => -p.expected_cost.unwrap_or(f64::INFINITY),
+    };
+    let feasible = |p: &crate::policy::OperatingPoint| match &result.objective {
+        SweepObjective::MacroF1 {
+            max_review_fraction,
+        } => p.review_fraction <= *max_review_fraction + 1e-12,
+        SweepObjective::ExpectedCost(_) => true,
+    };
+    let values: Vec<f64> = result
+        .points
+        .iter()
+        .filter(|p| feasible(p))
+        .map(value)
+        .filter(|v| v.is_finite())
+        .collect();
+    let low = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let half = result.step / 2.0;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (460, 400)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let title = match &result.objective {
+            SweepObjective::MacroF1 { .. } => "sweep: macro-F1 after review (darker is better)",
+            SweepObjective::ExpectedCost(_) => "sweep: expected cost (darker is cheaper)",
+        };
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 14))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(48)
+            .build_cartesian_2d(-half..1.0 + half, -half..1.0 + half)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc("review threshold")
+            .y_desc("demote threshold")
+            .label_style((FONT, 12))
+            .draw()
+            .map_err(plot_error)?;
+        let cells = result.points.iter().map(|p| {
+            let (x, y) = (p.thresholds.review, p.thresholds.demote);
+            let colour = if !feasible(p) || !value(p).is_finite() {
+                RGBColor(225, 225, 225)
+            } else {
+                let share = if high > low {
+                    (value(p) - low) / (high - low)
+                } else {
+                    1.0
+                };
+                let shade = |full: u8| (255.0 - share * (255.0 - full as f64)).round() as u8;
+                RGBColor(shade(8), shade(69), shade(148))
+            };
+            Rectangle::new(
+                [(x - half, y - half), (x + half, y + half)],
+                colour.filled(),
+            )
+        });
+        chart.draw_series(cells).map_err(plot_error)?;
+        if let Some(best) = &result.best {
+            let point = (best.thresholds.review, best.thresholds.demote);
+            chart
+                .draw_series([Circle::new(point, 7, SERIES[3].stroke_width(3))])
+                .map_err(plot_error)?
+                .label(format!("chosen ({:.2}, {:.2})", point.0, point.1))
+                .legend(|(x, y)| Circle::new((x + 8, y), 5, SERIES[3].stroke_width(2)));
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .background_style(WHITE.mix(0.85))
+                .border_style(RGBColor(200, 200, 200))
+                .label_font((FONT, 12))
+                .draw()
+                .map_err(plot_error)?;
+        }
+        root.present().map_err(plot_error)?;
+    }
+    Ok(svg)
 }

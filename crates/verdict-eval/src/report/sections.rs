@@ -5,7 +5,8 @@ use std::fmt::Write;
 use super::gallery::{gallery, Thumbnail};
 use super::html::{escape, number, percent, Table};
 use super::plots::{
-    confusion_heatmap, method_name, precision_recall_steps, reliability_plot, unit_plot, UnitPlot,
+    confusion_heatmap, method_name, precision_recall_steps, reliability_plot, sweep_surface,
+    unit_plot, UnitPlot,
 };
 use crate::compare::Comparison;
 use crate::error::Result;
@@ -151,7 +152,7 @@ pub fn model(index: usize, model: &ModelEvaluation, spec: &EvalSpec) -> Result<S
         out.push_str("</div>");
     }
     if let Some(policy) = &model.policy {
-        out.push_str(&policy_section(policy, spec));
+        out.push_str(&policy_section(policy, spec)?);
     }
     if let Some(calibration) = &model.calibration {
         let _ = write!(
@@ -183,18 +184,43 @@ pub fn model(index: usize, model: &ModelEvaluation, spec: &EvalSpec) -> Result<S
     }
     for slice in &model.slices {
         let _ = write!(out, "<h3>Slice: {}</h3>", escape(&slice.attribute));
+        // Precision/recall averages stay in metrics.json; the table keeps the headline scores.
+        let shown = |name: &str| !name.contains("precision") && !name.contains("recall");
         let names: Vec<String> = slice
             .values
             .first()
-            .map(|v| v.metrics.0.iter().map(|(n, _)| n.clone()).collect())
+            .map(|v| {
+                v.metrics
+                    .0
+                    .iter()
+                    .map(|(n, _)| n.clone())
+                    .filter(|n| shown(n))
+                    .collect()
+            })
             .unwrap_or_default();
         let mut header = vec!["value".to_owned(), "count".to_owned()];
         header.extend(names.iter().cloned());
+        header.push(format!("support ({})", model.outcomes.labels.join(" / ")));
         let header: Vec<&str> = header.iter().map(String::as_str).collect();
         let mut table = Table::new("slices", &header);
         for value in &slice.values {
             let mut cells = vec![escape(&value.value), value.count.to_string()];
-            cells.extend(value.metrics.0.iter().map(|(_, v)| number(*v)));
+            cells.extend(
+                value
+                    .metrics
+                    .0
+                    .iter()
+                    .filter(|(n, _)| shown(n))
+                    .map(|(_, v)| number(*v)),
+            );
+            cells.push(
+                value
+                    .support
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+            );
             table.row(&cells);
         }
         out.push_str(&table.finish());
@@ -232,7 +258,7 @@ const POINT_HEADER: [&str; 10] = [
     "expected cost",
 ];
 
-fn policy_section(policy: &PolicyEvaluation, spec: &EvalSpec) -> String {
+fn policy_section(policy: &PolicyEvaluation, spec: &EvalSpec) -> Result<String> {
     let objective = match &policy.sweep.objective {
         SweepObjective::MacroF1 {
             max_review_fraction,
@@ -281,6 +307,11 @@ fn policy_section(policy: &PolicyEvaluation, spec: &EvalSpec) -> String {
         table.row(&point_cells(&format!("sweep #{}", rank + 1), point));
     }
     out.push_str(&table.finish());
+    let _ = write!(
+        out,
+        "<div class=\"figures\"><figure>{}</figure></div>",
+        sweep_surface(&policy.sweep)?
+    );
     if let Some(counts) = &policy.decisions_in_file {
         let mut table = Table::new("decisions", &["true class", "keep", "review", "demote"]);
         for (name, row) in ["negative", "positive"].iter().zip(counts) {
@@ -294,7 +325,7 @@ fn policy_section(policy: &PolicyEvaluation, spec: &EvalSpec) -> String {
         out.push_str("<p class=\"note\">Decisions recorded in the predictions file:</p>");
         out.push_str(&table.finish());
     }
-    out
+    Ok(out)
 }
 
 fn gallery_section(model: &ModelEvaluation, per_group: usize) -> String {
@@ -332,7 +363,7 @@ fn gallery_section(model: &ModelEvaluation, per_group: usize) -> String {
                 escape(&row.predicted_labels.join(", "))
             );
             if let Some(confidence) = item.confidence {
-                let _ = write!(out, "<div>confidence: {confidence:.3}</div>");
+                let _ = write!(out, "<div>confidence in prediction: {confidence:.3}</div>");
             }
             if let Some(decision) = row.decision {
                 let _ = write!(
