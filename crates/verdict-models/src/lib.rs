@@ -2,7 +2,9 @@
 
 pub mod constraint;
 pub mod error;
+pub mod json_constraint;
 pub mod nn;
 pub mod qwen3_vl;
+pub mod token_bytes;
 
 pub use error::{Error, Result};

@@ -18,8 +18,11 @@ fn fixtures() -> PathBuf {
 
 fn reference(config: &str) -> (Value, HashMap<String, Tensor>) {
     let dir = fixtures().join(config);
-    let meta: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
-    let tensors = candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu).unwrap();
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+            .unwrap();
+    let tensors =
+        candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu).unwrap();
     (meta, tensors)
 }
 
@@ -37,14 +40,19 @@ fn messages(sample: &Value) -> Vec<Message> {
                         .iter()
                         .map(|p| match p["type"].as_str().unwrap() {
                             "image" => ContentPart::Image,
-                            "text" => ContentPart::Text { text: p["text"].as_str().unwrap().to_string() },
+                            "text" => ContentPart::Text {
+                                text: p["text"].as_str().unwrap().to_string(),
+                            },
                             other => panic!("unexpected part type {other}"),
                         })
                         .collect(),
                 ),
                 other => panic!("unexpected content {other}"),
             };
-            Message { role: m["role"].as_str().unwrap().to_string(), content }
+            Message {
+                role: m["role"].as_str().unwrap().to_string(),
+                content,
+            }
         })
         .collect()
 }
@@ -59,7 +67,16 @@ fn images(sample: &Value) -> Vec<image::RgbImage> {
 }
 
 fn ids(tensor: &Tensor) -> Vec<u32> {
-    tensor.flatten_all().unwrap().to_dtype(DType::I64).unwrap().to_vec1::<i64>().unwrap().into_iter().map(|v| v as u32).collect()
+    tensor
+        .flatten_all()
+        .unwrap()
+        .to_dtype(DType::I64)
+        .unwrap()
+        .to_vec1::<i64>()
+        .unwrap()
+        .into_iter()
+        .map(|v| v as u32)
+        .collect()
 }
 
 fn grids(tensor: &Tensor) -> Vec<[usize; 3]> {
@@ -73,20 +90,35 @@ fn grids(tensor: &Tensor) -> Vec<[usize; 3]> {
 
 #[test]
 fn smart_resize_matches_reference_cases() {
-    let cases: Vec<Value> =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join("smart_resize_cases.json")).unwrap()).unwrap();
+    let cases: Vec<Value> = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("smart_resize_cases.json")).unwrap(),
+    )
+    .unwrap();
     assert!(cases.len() >= 10);
     for case in cases {
         let get = |key: &str| case[key].as_u64().unwrap();
-        let result = smart_resize(get("height") as usize, get("width") as usize, get("factor") as usize, get("min_pixels"), get("max_pixels"));
+        let result = smart_resize(
+            get("height") as usize,
+            get("width") as usize,
+            get("factor") as usize,
+            get("min_pixels"),
+            get("max_pixels"),
+        );
         match case.get("resized") {
             Some(resized) => {
-                let expected = (resized[0].as_u64().unwrap() as usize, resized[1].as_u64().unwrap() as usize);
+                let expected = (
+                    resized[0].as_u64().unwrap() as usize,
+                    resized[1].as_u64().unwrap() as usize,
+                );
                 assert_eq!(result.unwrap(), expected, "{case}");
             }
             None => {
                 let err = result.expect_err(&format!("{case} should fail"));
-                assert!(err.to_string().contains("aspect ratio must be smaller than 200"), "{err}");
+                assert!(
+                    err.to_string()
+                        .contains("aspect ratio must be smaller than 200"),
+                    "{err}"
+                );
             }
         }
     }
@@ -107,11 +139,28 @@ fn pixel_values_and_grids_are_identical() {
                 continue;
             }
             let expected = &refs[&format!("{name}.pixel_values")];
-            assert_eq!(out.grid_thw, grids(&refs[&format!("{name}.image_grid_thw")]), "{config}/{name} grid");
-            assert_eq!(expected.dims(), &[out.n_patches(), out.patch_dim], "{config}/{name} shape");
+            assert_eq!(
+                out.grid_thw,
+                grids(&refs[&format!("{name}.image_grid_thw")]),
+                "{config}/{name} grid"
+            );
+            assert_eq!(
+                expected.dims(),
+                &[out.n_patches(), out.patch_dim],
+                "{config}/{name} shape"
+            );
             let expected: Vec<f32> = expected.flatten_all().unwrap().to_vec1().unwrap();
-            let mismatches = expected.iter().zip(&out.values).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
-            assert_eq!(mismatches, 0, "{config}/{name}: {mismatches} of {} pixel values differ", expected.len());
+            let mismatches = expected
+                .iter()
+                .zip(&out.values)
+                .filter(|(a, b)| a.to_bits() != b.to_bits())
+                .count();
+            assert_eq!(
+                mismatches,
+                0,
+                "{config}/{name}: {mismatches} of {} pixel values differ",
+                expected.len()
+            );
             let tensor = out.to_tensor(&Device::Cpu).unwrap();
             assert_eq!(tensor.dims(), &[out.n_patches(), out.patch_dim]);
         }
@@ -123,9 +172,18 @@ fn batched_images_keep_order() {
     for config in CONFIGS {
         let (meta, refs) = reference(config);
         let processor = ImageProcessor::from_dir(&fixtures().join(config)).unwrap();
-        let all: Vec<_> = meta["samples"].as_array().unwrap().iter().flat_map(images).collect();
+        let all: Vec<_> = meta["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(images)
+            .collect();
         let out = processor.preprocess(&all).unwrap();
-        assert_eq!(out.grid_thw, grids(&refs["batch.image_grid_thw"]), "{config}");
+        assert_eq!(
+            out.grid_thw,
+            grids(&refs["batch.image_grid_thw"]),
+            "{config}"
+        );
     }
 }
 
@@ -139,11 +197,23 @@ fn prompts_and_token_ids_are_identical() {
         for sample in meta["samples"].as_array().unwrap() {
             let name = sample["name"].as_str().unwrap();
             let prompt = chat.render(&messages(sample), true).unwrap();
-            assert_eq!(prompt, sample["prompt"].as_str().unwrap(), "{config}/{name} prompt text");
+            assert_eq!(
+                prompt,
+                sample["prompt"].as_str().unwrap(),
+                "{config}/{name} prompt text"
+            );
             let pixels = processor.preprocess(&images(sample)).unwrap();
-            let counts: Vec<usize> = pixels.grid_thw.iter().map(|&g| processor.num_image_tokens(g)).collect();
+            let counts: Vec<usize> = pixels
+                .grid_thw
+                .iter()
+                .map(|&g| processor.num_image_tokens(g))
+                .collect();
             let input_ids = chat.encode_prompt(&prompt, &counts).unwrap();
-            assert_eq!(input_ids, ids(&refs[&format!("{name}.input_ids")]), "{config}/{name} input ids");
+            assert_eq!(
+                input_ids,
+                ids(&refs[&format!("{name}.input_ids")]),
+                "{config}/{name} input ids"
+            );
         }
     }
 }
@@ -153,16 +223,40 @@ fn labels_and_generations_round_trip() {
     for config in CONFIGS {
         let (meta, _) = reference(config);
         let chat = ChatTokenizer::from_dir(&fixtures().join(config)).unwrap();
-        for (label, expected) in meta["labels"].as_array().unwrap().iter().zip(meta["label_token_ids"].as_array().unwrap()) {
-            let expected: Vec<u32> = expected.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-            assert_eq!(chat.encode_continuation(label.as_str().unwrap()).unwrap(), expected, "{config} label {label}");
+        for (label, expected) in meta["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(meta["label_token_ids"].as_array().unwrap())
+        {
+            let expected: Vec<u32> = expected
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect();
+            assert_eq!(
+                chat.encode_continuation(label.as_str().unwrap()).unwrap(),
+                expected,
+                "{config} label {label}"
+            );
         }
         for sample in meta["samples"].as_array().unwrap() {
-            let generated: Vec<u32> =
-                sample["generated_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+            let generated: Vec<u32> = sample["generated_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect();
             // Ids beyond the tokenizer (padded embedding rows) have no text in either library.
-            if generated.iter().all(|&id| chat.tokenizer().id_to_token(id).is_some()) {
-                assert_eq!(chat.decode(&generated, false).unwrap(), sample["generated_text"].as_str().unwrap());
+            if generated
+                .iter()
+                .all(|&id| chat.tokenizer().id_to_token(id).is_some())
+            {
+                assert_eq!(
+                    chat.decode(&generated, false).unwrap(),
+                    sample["generated_text"].as_str().unwrap()
+                );
             }
         }
     }
@@ -174,18 +268,31 @@ fn special_token_ids_match_config() {
         let (meta, _) = reference(config);
         let chat = ChatTokenizer::from_dir(&fixtures().join(config)).unwrap();
         for (token, id) in meta["special_token_ids"].as_object().unwrap() {
-            assert_eq!(chat.token_id(token), Some(id.as_u64().unwrap() as u32), "{config} {token}");
+            assert_eq!(
+                chat.token_id(token),
+                Some(id.as_u64().unwrap() as u32),
+                "{config} {token}"
+            );
         }
         let vision = chat.vision_tokens();
-        assert_eq!(vision.image_pad, meta["special_token_ids"]["<|image_pad|>"].as_u64().unwrap() as u32);
+        assert_eq!(
+            vision.image_pad,
+            meta["special_token_ids"]["<|image_pad|>"].as_u64().unwrap() as u32
+        );
     }
 }
 
 #[test]
 fn placeholder_count_mismatch_is_an_error() {
     let chat = ChatTokenizer::from_dir(&fixtures().join("tiny_a")).unwrap();
-    let prompt = chat.render(&[Message::user_with_images(2, "two?")], true).unwrap();
+    let prompt = chat
+        .render(&[Message::user_with_images(2, "two?")], true)
+        .unwrap();
     assert_eq!(prompt.matches("<|image_pad|>").count(), 2);
     let err = chat.encode_prompt(&prompt, &[4]).unwrap_err();
-    assert!(err.to_string().contains("2 image placeholders but 1 images"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("2 image placeholders but 1 images"),
+        "{err}"
+    );
 }

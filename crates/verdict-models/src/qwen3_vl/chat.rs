@@ -21,7 +21,9 @@ use crate::{Error, Result};
 pub enum ContentPart {
     /// An image slot; the pixels travel separately through the image processor.
     Image,
-    Text { text: String },
+    Text {
+        text: String,
+    },
 }
 
 /// Message content: a plain string or a list of parts (images first, then text, for the
@@ -42,18 +44,27 @@ pub struct Message {
 
 impl Message {
     pub fn system(text: impl Into<String>) -> Self {
-        Self { role: "system".into(), content: Content::Text(text.into()) }
+        Self {
+            role: "system".into(),
+            content: Content::Text(text.into()),
+        }
     }
 
     /// A user turn with `n_images` image slots followed by the text.
     pub fn user_with_images(n_images: usize, text: impl Into<String>) -> Self {
         let mut parts = vec![ContentPart::Image; n_images];
         parts.push(ContentPart::Text { text: text.into() });
-        Self { role: "user".into(), content: Content::Parts(parts) }
+        Self {
+            role: "user".into(),
+            content: Content::Parts(parts),
+        }
     }
 
     pub fn assistant(text: impl Into<String>) -> Self {
-        Self { role: "assistant".into(), content: Content::Text(text.into()) }
+        Self {
+            role: "assistant".into(),
+            content: Content::Text(text.into()),
+        }
     }
 }
 
@@ -72,25 +83,42 @@ const IMAGE_PAD: &str = "<|image_pad|>";
 pub fn find_chat_template(dir: &Path) -> Result<String> {
     let jinja = dir.join("chat_template.jinja");
     if jinja.exists() {
-        return std::fs::read_to_string(&jinja).map_err(|source| Error::Io { path: jinja, source });
+        return std::fs::read_to_string(&jinja).map_err(|source| Error::Io {
+            path: jinja,
+            source,
+        });
     }
     for name in ["chat_template.json", "tokenizer_config.json"] {
         let path = dir.join(name);
         if !path.exists() {
             continue;
         }
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
         let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), source })?;
+            serde_json::from_str(&text).map_err(|source| Error::Json {
+                path: path.clone(),
+                source,
+            })?;
         match value.get("chat_template") {
             Some(serde_json::Value::String(template)) => return Ok(template.clone()),
             // A list of named templates: the reference uses the one named "default".
             Some(serde_json::Value::Array(named)) => {
-                let default = named.iter().find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"));
-                if let Some(template) = default.and_then(|t| t.get("template")).and_then(|t| t.as_str()) {
+                let default = named
+                    .iter()
+                    .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"));
+                if let Some(template) = default
+                    .and_then(|t| t.get("template"))
+                    .and_then(|t| t.as_str())
+                {
                     return Ok(template.to_string());
                 }
-                return Err(Error::Template(format!("{}: no template named \"default\"", path.display())));
+                return Err(Error::Template(format!(
+                    "{}: no template named \"default\"",
+                    path.display()
+                )));
             }
             _ => {}
         }
@@ -120,16 +148,23 @@ impl ChatTemplate {
         env.set_lstrip_blocks(true);
         // Templates call Python string methods (`.strip()`, `.startswith(..)`, ...).
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |message: String| -> std::result::Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
-        });
-        env.add_template_owned("chat", source.into()).map_err(|err| Error::Template(format!("{err:#}")))?;
+        env.add_function(
+            "raise_exception",
+            |message: String| -> std::result::Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
+            },
+        );
+        env.add_template_owned("chat", source.into())
+            .map_err(|err| Error::Template(format!("{err:#}")))?;
         Ok(Self { env })
     }
 
     /// Renders the conversation; `add_generation_prompt` appends the assistant turn opener.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
-        let template = self.env.get_template("chat").map_err(|err| Error::Template(format!("{err:#}")))?;
+        let template = self
+            .env
+            .get_template("chat")
+            .map_err(|err| Error::Template(format!("{err:#}")))?;
         template
             .render(minijinja::context! {
                 messages => messages,
@@ -149,7 +184,9 @@ pub struct ChatTokenizer {
 
 impl std::fmt::Debug for ChatTokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChatTokenizer").field("vision", &self.vision).finish_non_exhaustive()
+        f.debug_struct("ChatTokenizer")
+            .field("vision", &self.vision)
+            .finish_non_exhaustive()
     }
 }
 
@@ -157,8 +194,8 @@ impl ChatTokenizer {
     /// Loads `tokenizer.json` and the chat template from a checkpoint directory.
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let path = dir.join("tokenizer.json");
-        let tokenizer =
-            Tokenizer::from_file(&path).map_err(|err| Error::Tokenizer(format!("{}: {err}", path.display())))?;
+        let tokenizer = Tokenizer::from_file(&path)
+            .map_err(|err| Error::Tokenizer(format!("{}: {err}", path.display())))?;
         let template = ChatTemplate::new(find_chat_template(dir)?)?;
         Self::new(tokenizer, template)
     }
@@ -174,7 +211,11 @@ impl ChatTokenizer {
             vision_start: id("<|vision_start|>")?,
             vision_end: id("<|vision_end|>")?,
         };
-        Ok(Self { tokenizer, template, vision })
+        Ok(Self {
+            tokenizer,
+            template,
+            vision,
+        })
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {
@@ -205,7 +246,9 @@ impl ChatTokenizer {
                 image_tokens.len()
             )));
         }
-        let mut expanded = String::with_capacity(prompt.len() + image_tokens.iter().sum::<usize>() * IMAGE_PAD.len());
+        let mut expanded = String::with_capacity(
+            prompt.len() + image_tokens.iter().sum::<usize>() * IMAGE_PAD.len(),
+        );
         let mut pieces = prompt.split(IMAGE_PAD);
         expanded.push_str(pieces.next().unwrap_or_default());
         for (piece, &count) in pieces.zip(image_tokens) {
@@ -219,18 +262,26 @@ impl ChatTokenizer {
 
     /// Plain encoding of text (special tokens in the text are recognised).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self.tokenizer.encode(text, true).map_err(|err| Error::Tokenizer(err.to_string()))?;
+        let encoding = self
+            .tokenizer
+            .encode(text, true)
+            .map_err(|err| Error::Tokenizer(err.to_string()))?;
         Ok(encoding.get_ids().to_vec())
     }
 
     /// Ids of a continuation string (a label, a JSON fragment) as it is appended after a
     /// prompt: encoded on its own, without special tokens.
     pub fn encode_continuation(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self.tokenizer.encode(text, false).map_err(|err| Error::Tokenizer(err.to_string()))?;
+        let encoding = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|err| Error::Tokenizer(err.to_string()))?;
         Ok(encoding.get_ids().to_vec())
     }
 
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
-        self.tokenizer.decode(ids, skip_special_tokens).map_err(|err| Error::Tokenizer(err.to_string()))
+        self.tokenizer
+            .decode(ids, skip_special_tokens)
+            .map_err(|err| Error::Tokenizer(err.to_string()))
     }
 }

@@ -61,7 +61,10 @@ pub struct ImageProcessorConfig {
 impl Default for ImageProcessorConfig {
     fn default() -> Self {
         Self {
-            size: SizeBounds { shortest_edge: 56 * 56, longest_edge: 28 * 28 * 1280 },
+            size: SizeBounds {
+                shortest_edge: 56 * 56,
+                longest_edge: 28 * 28 * 1280,
+            },
             min_pixels: None,
             max_pixels: None,
             patch_size: 14,
@@ -87,10 +90,17 @@ impl ImageProcessorConfig {
 
     /// Reads and validates a `preprocessor_config.json` file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-        let config: Self =
-            serde_json::from_str(&text).map_err(|source| Error::Json { path: path.to_path_buf(), source })?;
-        config.validate().map_err(|err| Error::Config(format!("{}: {err}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config: Self = serde_json::from_str(&text).map_err(|source| Error::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        config
+            .validate()
+            .map_err(|err| Error::Config(format!("{}: {err}", path.display())))?;
         Ok(config)
     }
 
@@ -102,10 +112,17 @@ impl ImageProcessorConfig {
             return Err("image_std must not contain 0".into());
         }
         if self.do_resize && self.resample != 3 {
-            return Err(format!("resample {} is not supported (only 3 = bicubic)", self.resample));
+            return Err(format!(
+                "resample {} is not supported (only 3 = bicubic)",
+                self.resample
+            ));
         }
         if self.min_pixels() > self.max_pixels() {
-            return Err(format!("min_pixels {} > max_pixels {}", self.min_pixels(), self.max_pixels()));
+            return Err(format!(
+                "min_pixels {} > max_pixels {}",
+                self.min_pixels(),
+                self.max_pixels()
+            ));
         }
         Ok(())
     }
@@ -142,7 +159,9 @@ pub fn smart_resize(
     max_pixels: u64,
 ) -> Result<(usize, usize)> {
     if height == 0 || width == 0 || factor == 0 {
-        return Err(Error::Preprocess(format!("cannot resize a {width}x{height} image with factor {factor}")));
+        return Err(Error::Preprocess(format!(
+            "cannot resize a {width}x{height} image with factor {factor}"
+        )));
     }
     let (h, w, f) = (height as f64, width as f64, factor as f64);
     let ratio = h.max(w) / h.min(w);
@@ -191,13 +210,20 @@ impl PixelValues {
     /// # Shapes
     /// Returns `(n_patches, patch_dim)`, `f32`.
     pub fn to_tensor(&self, device: &Device) -> Result<Tensor> {
-        Ok(Tensor::from_slice(&self.values, (self.n_patches(), self.patch_dim), device)?)
+        Ok(Tensor::from_slice(
+            &self.values,
+            (self.n_patches(), self.patch_dim),
+            device,
+        )?)
     }
 }
 
 /// Loads an image file and converts it to RGB the way the reference processor does.
 pub fn load_image(path: &Path) -> Result<RgbImage> {
-    let image = image::open(path).map_err(|source| Error::Image { path: path.to_path_buf(), source })?;
+    let image = image::open(path).map_err(|source| Error::Image {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(to_rgb(image))
 }
 
@@ -255,7 +281,13 @@ impl ImageProcessor {
         if !self.config.do_resize {
             return Ok((height, width));
         }
-        smart_resize(height, width, self.config.factor(), self.config.min_pixels(), self.config.max_pixels())
+        smart_resize(
+            height,
+            width,
+            self.config.factor(),
+            self.config.min_pixels(),
+            self.config.max_pixels(),
+        )
     }
 
     /// Preprocesses several images into one `pixel_values` block (the reference concatenates
@@ -270,7 +302,11 @@ impl ImageProcessor {
                 .map_err(|err| Error::Preprocess(format!("image {index}: {err}")))?;
             grid_thw.push(grid);
         }
-        Ok(PixelValues { values, patch_dim, grid_thw })
+        Ok(PixelValues {
+            values,
+            patch_dim,
+            grid_thw,
+        })
     }
 
     /// Appends the patches of one image to `out` and returns its `(t, h, w)` grid.
@@ -325,7 +361,11 @@ impl ImageProcessor {
         let cfg = &self.config;
         let inverse_rescale = (1.0 / cfg.rescale_factor) as f32;
         let (mean, std, scale) = match (cfg.do_rescale, cfg.do_normalize) {
-            (true, true) => (cfg.image_mean.map(|m| m * inverse_rescale), cfg.image_std.map(|s| s * inverse_rescale), 1.0),
+            (true, true) => (
+                cfg.image_mean.map(|m| m * inverse_rescale),
+                cfg.image_std.map(|s| s * inverse_rescale),
+                1.0,
+            ),
             (false, true) => (cfg.image_mean, cfg.image_std, 1.0),
             (true, false) => ([0.0; 3], [1.0; 3], cfg.rescale_factor as f32),
             (false, false) => ([0.0; 3], [1.0; 3], 1.0),
@@ -363,15 +403,25 @@ mod tests {
     #[test]
     fn branches() {
         // Too many pixels: scaled down, floored to the factor.
-        assert_eq!(smart_resize(4000, 3000, 32, 65536, 1_048_576).unwrap(), (1152, 864));
+        assert_eq!(
+            smart_resize(4000, 3000, 32, 65536, 1_048_576).unwrap(),
+            (1152, 864)
+        );
         // Too few pixels: scaled up, ceiled to the factor.
-        assert_eq!(smart_resize(10, 10, 32, 65536, 16_777_216).unwrap(), (256, 256));
+        assert_eq!(
+            smart_resize(10, 10, 32, 65536, 16_777_216).unwrap(),
+            (256, 256)
+        );
     }
 
     #[test]
     fn extreme_aspect_ratio_is_an_error() {
         let err = smart_resize(1, 201, 28, 3136, 1_003_520).unwrap_err();
-        assert!(err.to_string().contains("aspect ratio must be smaller than 200"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("aspect ratio must be smaller than 200"),
+            "{err}"
+        );
         assert!(smart_resize(1, 200, 28, 3136, 1_003_520).is_ok());
         assert!(smart_resize(0, 10, 28, 3136, 1_003_520).is_err());
     }
@@ -396,7 +446,10 @@ mod tests {
         assert_eq!(out.grid_thw, vec![[1, 4, 4]]);
         assert_eq!(out.patch_dim, 6);
         let red: Vec<f32> = out.values.chunks(6).map(|row| row[0]).collect();
-        assert_eq!(red, vec![0., 1., 4., 5., 2., 3., 6., 7., 8., 9., 12., 13., 10., 11., 14., 15.]);
+        assert_eq!(
+            red,
+            vec![0., 1., 4., 5., 2., 3., 6., 7., 8., 9., 12., 13., 10., 11., 14., 15.]
+        );
         // Channel-major columns, temporal copies adjacent: [r, r, g, g, b, b].
         assert_eq!(&out.values[..6], &[0., 0., 100., 100., 200., 200.]);
     }

@@ -84,12 +84,20 @@ impl AxisTaps {
                     .map(|v| {
                         let v = v * unit;
                         // C++ `(int)(x)` truncation after the +-0.5, then narrowed to int16.
-                        (if v < 0.0 { (-0.5 + v) as i32 } else { (0.5 + v) as i32 }) as i16
+                        (if v < 0.0 {
+                            (-0.5 + v) as i32
+                        } else {
+                            (0.5 + v) as i32
+                        }) as i16
                     })
                     .collect()
             })
             .collect();
-        Self { starts, weights, precision }
+        Self {
+            starts,
+            weights,
+            precision,
+        }
     }
 
     /// One output sample from `len` inputs reachable through `read(index)`.
@@ -165,7 +173,10 @@ mod tests {
             let unit = 1i32 << taps.precision;
             for (i, w) in taps.weights.iter().enumerate() {
                 let sum: i32 = w.iter().map(|&v| i32::from(v)).sum();
-                assert!((sum - unit).abs() <= w.len() as i32, "{input}->{output} tap {i}: {sum} vs {unit}");
+                assert!(
+                    (sum - unit).abs() <= w.len() as i32,
+                    "{input}->{output} tap {i}: {sum} vs {unit}"
+                );
                 assert!(taps.starts[i] + w.len() <= input);
             }
         }
