@@ -39,6 +39,25 @@ impl LabelJsonSchema {
     }
 }
 
+impl LabelJsonSchema {
+    /// Upper bound on the answer length in bytes, hence on its tokens: generation with this
+    /// constraint needs at most this many new tokens to finish (set `max_new_tokens` to it).
+    pub fn max_output_bytes(&self) -> usize {
+        let longest_label = self.labels.iter().map(String::len).max().unwrap_or(0);
+        ITEMS
+            .iter()
+            .map(|item| match item {
+                Item::Literal(text) => text.len(),
+                Item::Whitespace => self.max_whitespace,
+                Item::Label => longest_label,
+                Item::Number => 2 + self.max_fraction_digits,
+                // An escape or a multi-byte character may start just below the cap.
+                Item::Text => self.max_reason_bytes + 5,
+            })
+            .sum()
+    }
+}
+
 /// One piece of the answer grammar.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Item {

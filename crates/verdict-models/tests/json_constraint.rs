@@ -169,3 +169,63 @@ fn labels_that_prefix_each_other() {
         );
     }
 }
+
+#[test]
+fn walks_stay_within_the_declared_bound() {
+    let tokens = Arc::new(TokenBytes::from_tokenizer(&tokenizer()));
+    let mut schema = LabelJsonSchema::new(labels());
+    schema.max_reason_bytes = 24;
+    let schema = Arc::new(schema);
+    let bound = schema.max_output_bytes();
+    let mut rng = StdRng::seed_from_u64(11);
+    for _ in 0..100 {
+        let mut state =
+            LabelJsonConstraint::new(schema.clone(), tokens.clone(), vec![IM_END]).unwrap();
+        while !state.is_done() {
+            let allowed = state.allowed().unwrap();
+            state
+                .advance(allowed[rng.random_range(0..allowed.len())])
+                .unwrap();
+        }
+        assert!(
+            state.output().len() <= bound,
+            "{} > {bound}",
+            state.output().len()
+        );
+    }
+}
+
+#[test]
+fn constrained_generation_with_the_tiny_model_gives_a_valid_answer() {
+    use candle_core::{DType, Device};
+    use verdict_models::qwen3_vl::generation::{generate, GenerationConfig};
+    use verdict_models::qwen3_vl::inputs::Preprocessor;
+    use verdict_models::qwen3_vl::Qwen3VL;
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3_vl/tiny_a");
+    let pre = Preprocessor::from_dir(&dir).unwrap();
+    let model = Qwen3VL::load(&dir, DType::F32, &Device::Cpu, None).unwrap();
+    let image =
+        verdict_models::qwen3_vl::processor::load_image(&dir.join("../images/img_a.png")).unwrap();
+    let messages =
+        Preprocessor::classification_messages(Some("Moderate content."), 1, "Reply in JSON.");
+    let prompt = pre.prompt(&messages, &[image], &Device::Cpu).unwrap();
+    let mut schema = LabelJsonSchema::new(labels());
+    schema.max_reason_bytes = 32;
+    let schema = Arc::new(schema);
+    for seed in 0..3 {
+        let mut constraint = pre.json_constraint(schema.clone()).unwrap();
+        let config = GenerationConfig {
+            max_new_tokens: schema.max_output_bytes(),
+            stop_tokens: pre.stop_tokens().to_vec(),
+            temperature: if seed == 0 { 0.0 } else { 1.0 },
+            seed,
+        };
+        let generation = generate(&model, &prompt, &config, Some(&mut constraint)).unwrap();
+        let text = pre.chat().decode(&generation.tokens, true).unwrap();
+        assert_eq!(text.as_bytes(), constraint.output(), "seed {seed}");
+        let answer =
+            parse_label_json(&text, &labels()).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert!(labels().contains(&answer.label));
+    }
+}

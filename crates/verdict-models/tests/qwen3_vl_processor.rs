@@ -296,3 +296,81 @@ fn placeholder_count_mismatch_is_an_error() {
         "{err}"
     );
 }
+
+#[test]
+fn preprocessor_builds_the_reference_batches() {
+    use verdict_models::qwen3_vl::inputs::Preprocessor;
+    for config in CONFIGS {
+        let (meta, refs) = reference(config);
+        let pre = Preprocessor::from_dir(&fixtures().join(config)).unwrap();
+        let special = &meta["special_token_ids"];
+        let id = |token: &str| special[token].as_u64().unwrap() as u32;
+        assert_eq!(pre.stop_tokens(), &[id("<|im_end|>"), id("<|endoftext|>")]);
+        assert_eq!(
+            pre.pad_token(),
+            meta["batch"]["pad_token_id"].as_u64().unwrap() as u32
+        );
+
+        let mut prompts = Vec::new();
+        for sample in meta["samples"].as_array().unwrap() {
+            let name = sample["name"].as_str().unwrap();
+            let batch = pre
+                .prompt(&messages(sample), &images(sample), &Device::Cpu)
+                .unwrap();
+            assert_eq!(
+                batch.input_ids[0],
+                ids(&refs[&format!("{name}.input_ids")]),
+                "{config}/{name}"
+            );
+            match &batch.pixel_values {
+                Some(pixels) => {
+                    let expected = &refs[&format!("{name}.pixel_values")];
+                    let diff = (pixels - expected)
+                        .unwrap()
+                        .abs()
+                        .unwrap()
+                        .max_all()
+                        .unwrap();
+                    assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+                }
+                None => assert!(sample["images"].as_array().unwrap().is_empty()),
+            }
+            prompts.push((messages(sample), images(sample)));
+        }
+
+        let batch = pre.batch(&prompts, &Device::Cpu).unwrap();
+        let expected_ids = refs["batch.input_ids"].to_vec2::<i64>().unwrap();
+        let expected_mask = refs["batch.attention_mask"].to_vec2::<i64>().unwrap();
+        for (row, (ids_row, mask_row)) in expected_ids.iter().zip(&expected_mask).enumerate() {
+            let ids_row: Vec<u32> = ids_row.iter().map(|&v| v as u32).collect();
+            let mask_row: Vec<bool> = mask_row.iter().map(|&v| v == 1).collect();
+            assert_eq!(batch.input_ids[row], ids_row, "{config} batch row {row}");
+            assert_eq!(
+                batch.attention_mask.as_ref().unwrap()[row],
+                mask_row,
+                "{config} batch mask {row}"
+            );
+        }
+        assert_eq!(batch.image_grid_thw, grids(&refs["batch.image_grid_thw"]));
+
+        let labels: Vec<String> = meta["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_string())
+            .collect();
+        let expected: Vec<Vec<u32>> = meta["label_token_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|ids| {
+                ids.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap() as u32)
+                    .collect()
+            })
+            .collect();
+        assert_eq!(pre.label_token_ids(&labels).unwrap(), expected);
+    }
+}

@@ -1,8 +1,10 @@
 //! Qwen3-VL: vision tower, language model, multimodal rotary positions and generation.
 
 pub mod chat;
+pub mod classify;
 pub mod config;
 pub mod generation;
+pub mod inputs;
 pub mod model;
 pub mod processor;
 pub mod resize;
