@@ -1,6 +1,7 @@
 //! Qwen3-VL: vision tower, language model, multimodal rotary positions and generation.
 
 pub mod chat;
+pub mod classify;
 pub mod config;
 pub mod generation;
 pub mod inputs;
