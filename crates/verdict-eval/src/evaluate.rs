@@ -92,7 +92,8 @@ pub fn evaluate(
 }
 
 /// Reads and evaluates predictions files; the first is the baseline of the comparison.
-/// `validation` (optional) is where calibration maps and the threshold sweep are fitted.
+/// `validation` (optional) holds one model's validation predictions: calibration maps and the
+/// threshold sweep of the file with the same model id (else the first file) are fitted there.
 pub fn evaluate_files(
     paths: &[PathBuf],
     validation: Option<&Path>,
@@ -125,9 +126,19 @@ pub fn evaluate_sets(
         prediction::validate(validation, spec)?;
     }
     prediction::align(&mut sets)?;
+    // Validation rows come from one model: they calibrate the set with the same model id, or
+    // the first set when none matches. Other sets are cross-fitted on their own rows.
+    let validated = validation.as_ref().map(|v| {
+        let id = v.model_id();
+        sets.iter().position(|s| s.model_id() == id).unwrap_or(0)
+    });
     let models = sets
         .iter()
-        .map(|set| evaluate_model(set, validation.as_ref(), spec))
+        .enumerate()
+        .map(|(index, set)| {
+            let own = validation.as_ref().filter(|_| validated == Some(index));
+            evaluate_model(set, own, spec)
+        })
         .collect::<Result<Vec<_>>>()?;
     let mut models = models;
     unique_model_ids(&mut models);
@@ -363,13 +374,19 @@ fn policy_of(
 fn compare_models(models: &[ModelEvaluation], spec: &EvalSpec) -> Comparison {
     let baseline = &models[0];
     let base_f1 = baseline.metrics.get("macro_f1");
-    let base_accuracy = baseline.metrics.get("accuracy");
+    let base_accuracy = baseline
+        .metrics
+        .get("accuracy")
+        .or(baseline.metrics.get("subset_accuracy"));
     let entries = models
         .iter()
         .enumerate()
         .map(|(index, model)| {
             let macro_f1 = model.metrics.get("macro_f1");
-            let accuracy = model.metrics.get("accuracy");
+            let accuracy = model
+                .metrics
+                .get("accuracy")
+                .or(model.metrics.get("subset_accuracy"));
             let is_baseline = index == 0;
             let bootstrap = (!is_baseline)
                 .then(|| {

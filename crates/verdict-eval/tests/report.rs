@@ -186,8 +186,13 @@ fn report_renders_in_chromium_with_every_section() {
         lower <= uplift && uplift <= upper,
         "{lower} <= {uplift} <= {upper}"
     );
+    // The validation file is the baseline's: it calibrates and sweeps the baseline only.
+    let baseline = &summary.models[0];
+    assert!(baseline.policy.as_ref().unwrap().swept_on.contains("validation"));
+    assert_eq!(baseline.calibration.as_ref().unwrap().validation_samples, 120);
+    assert!(finetuned.calibration.as_ref().unwrap().fitted_on.contains("cross-fitting"));
     let policy = finetuned.policy.as_ref().unwrap();
-    assert!(policy.swept_on.contains("validation"));
+    assert!(policy.swept_on.starts_with("test rows"));
     let chosen = policy.chosen_on_test.unwrap();
     assert_eq!(chosen.keep + chosen.review + chosen.demote, 240);
     assert_eq!(

@@ -69,6 +69,18 @@ impl Metric for Accuracy {
     }
 }
 
+/// Share of samples whose whole predicted label set is right (multi-label tasks).
+pub struct SubsetAccuracy;
+
+impl Metric for SubsetAccuracy {
+    fn name(&self) -> &'static str {
+        "subset_accuracy"
+    }
+    fn compute(&self, outcomes: &Outcomes) -> Option<f64> {
+        subset_accuracy(outcomes)
+    }
+}
+
 /// Share of wrong (sample, label) cells; multi-label tasks only.
 pub struct HammingLoss;
 
@@ -156,7 +168,11 @@ impl Metric for RocAuc {
 /// scores (plus AUPRC and ROC-AUC when there is a positive label), multi-label tasks add
 /// samples-F1 and Hamming loss.
 pub fn standard_metrics(multi_label: bool, has_positive: bool) -> Vec<Box<dyn Metric>> {
-    let mut metrics: Vec<Box<dyn Metric>> = vec![Box::new(Accuracy)];
+    let mut metrics: Vec<Box<dyn Metric>> = if multi_label {
+        vec![Box::new(SubsetAccuracy)]
+    } else {
+        vec![Box::new(Accuracy)]
+    };
     let averages: &[Average] = if multi_label {
         &[
             Average::Macro,

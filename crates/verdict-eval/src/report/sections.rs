@@ -282,6 +282,12 @@ fn policy_section(policy: &PolicyEvaluation, spec: &EvalSpec) -> Result<String> 
     if let Some(point) = &policy.configured {
         table.row(&point_cells("configured", point));
     }
+    // Sweep rows are scored where the sweep ran; the first two rows are always test rows.
+    let rows_of_sweep = if policy.swept_on.starts_with("validation") {
+        "validation"
+    } else {
+        "test"
+    };
     let mut ranked: Vec<&OperatingPoint> = policy.sweep.points.iter().collect();
     match &policy.sweep.objective {
         SweepObjective::MacroF1 {
@@ -304,7 +310,10 @@ fn policy_section(policy: &PolicyEvaluation, spec: &EvalSpec) -> Result<String> 
         }
     }
     for (rank, point) in ranked.iter().take(SWEEP_ROWS).enumerate() {
-        table.row(&point_cells(&format!("sweep #{}", rank + 1), point));
+        table.row(&point_cells(
+            &format!("sweep #{} ({rows_of_sweep})", rank + 1),
+            point,
+        ));
     }
     out.push_str(&table.finish());
     let _ = write!(

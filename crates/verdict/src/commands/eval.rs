@@ -184,10 +184,13 @@ fn print_summary(summary: &verdict_eval::EvalSummary, out: &Path) {
     println!("{}: {}", summary.task, summary.report_path.display());
     for model in &summary.models {
         let value = |name: &str| model.metrics.get(name).map_or("n/a".into(), |v| format!("{v:.4}"));
+        let (accuracy_name, accuracy) = match model.metrics.get("subset_accuracy") {
+            Some(_) => ("subset accuracy", value("subset_accuracy")),
+            None => ("accuracy", value("accuracy")),
+        };
         println!(
-            "  {:<24} accuracy {}  macro-F1 {}  samples {}",
+            "  {:<24} {accuracy_name} {accuracy}  macro-F1 {}  samples {}",
             model.model_id,
-            value("accuracy"),
             value("macro_f1"),
             model.samples
         );
