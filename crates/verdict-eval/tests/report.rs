@@ -188,9 +188,22 @@ fn report_renders_in_chromium_with_every_section() {
     );
     // The validation file is the baseline's: it calibrates and sweeps the baseline only.
     let baseline = &summary.models[0];
-    assert!(baseline.policy.as_ref().unwrap().swept_on.contains("validation"));
-    assert_eq!(baseline.calibration.as_ref().unwrap().validation_samples, 120);
-    assert!(finetuned.calibration.as_ref().unwrap().fitted_on.contains("cross-fitting"));
+    assert!(baseline
+        .policy
+        .as_ref()
+        .unwrap()
+        .swept_on
+        .contains("validation"));
+    assert_eq!(
+        baseline.calibration.as_ref().unwrap().validation_samples,
+        120
+    );
+    assert!(finetuned
+        .calibration
+        .as_ref()
+        .unwrap()
+        .fitted_on
+        .contains("cross-fitting"));
     let policy = finetuned.policy.as_ref().unwrap();
     assert!(policy.swept_on.starts_with("test rows"));
     let chosen = policy.chosen_on_test.unwrap();

@@ -37,10 +37,8 @@ pub fn confusion_heatmap(matrix: &ConfusionMatrix, title: &str) -> Result<String
         .unwrap_or(1);
     let label_area = (longest as u32 * 8 + 20).clamp(60, 200);
     let cell = if n <= 4 { 90 } else { (480 / n as u32).max(28) };
-    let size = (
-        label_area + cell * n as u32 + 30,
-        label_area + cell * n as u32 + 40,
-    );
+    // Column labels are written horizontally under the cells: 50 px is enough for them.
+    let size = (label_area + cell * n as u32 + 30, 50 + cell * n as u32 + 60);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
@@ -48,7 +46,7 @@ pub fn confusion_heatmap(matrix: &ConfusionMatrix, title: &str) -> Result<String
         let mut chart = ChartBuilder::on(&root)
             .caption(title, (FONT, 16))
             .margin(10)
-            .x_label_area_size(label_area)
+            .x_label_area_size(50)
             .y_label_area_size(label_area)
             // A segmented 0..k range has k + 1 segments; n labels need 0..n - 1.
             .build_cartesian_2d((0..last).into_segmented(), (0..last).into_segmented())

@@ -368,8 +368,8 @@ fn gallery_section(model: &ModelEvaluation, per_group: usize) -> String {
             let _ = write!(
                 out,
                 "<div>true: <b>{}</b> · predicted: <b>{}</b></div>",
-                escape(&row.true_labels.join(", ")),
-                escape(&row.predicted_labels.join(", "))
+                escape(&label_list(&row.true_labels)),
+                escape(&label_list(&row.predicted_labels))
             );
             if let Some(confidence) = item.confidence {
                 let _ = write!(out, "<div>confidence in prediction: {confidence:.3}</div>");
@@ -389,4 +389,12 @@ fn gallery_section(model: &ModelEvaluation, per_group: usize) -> String {
         out.push_str("</div>");
     }
     out
+}
+
+fn label_list(labels: &[String]) -> String {
+    if labels.is_empty() {
+        "(none)".to_owned()
+    } else {
+        labels.join(", ")
+    }
 }
