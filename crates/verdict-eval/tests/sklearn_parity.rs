@@ -311,3 +311,72 @@ fn temperature_matches_scipy_minimum() {
     );
     assert!(after < before);
 }
+
+/// `classification_report.json` written by `evaluate` equals scikit-learn's
+/// `classification_report(output_dict=True)`, key for key.
+#[test]
+fn classification_report_file_matches_sklearn() {
+    use verdict_eval::{EvalSpec, Prediction, TaskKind};
+    let data = fixture("classification_report.json");
+    for (case_name, kind) in [
+        ("multiclass", TaskKind::MultiClass),
+        ("multilabel", TaskKind::MultiLabel),
+    ] {
+        let case = &data[case_name];
+        let labels = strings(&case["labels"]);
+        let as_labels = |value: &Value| -> Vec<String> {
+            match value {
+                Value::String(label) => vec![label.clone()],
+                Value::Array(flags) => flags
+                    .iter()
+                    .zip(&labels)
+                    .filter(|(flag, _)| flag.as_i64() == Some(1))
+                    .map(|(_, label)| label.clone())
+                    .collect(),
+                other => panic!("unexpected label value {other}"),
+            }
+        };
+        let rows: Vec<Prediction> = case["y_true"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(case["y_pred"].as_array().unwrap())
+            .enumerate()
+            .map(|(i, (truth, predicted))| Prediction {
+                sample_id: format!("s{i}"),
+                true_labels: as_labels(truth),
+                predicted_labels: as_labels(predicted),
+                model_id: "m".into(),
+                ..Default::default()
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let spec = EvalSpec::new(case_name, kind, labels.clone());
+        verdict_eval::evaluate(&rows, &spec, dir.path()).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("classification_report.json")).unwrap();
+        let ours: Value = serde_json::from_str(&text).unwrap();
+        let ours = ours["m"].as_object().unwrap();
+        let expected = case["report"].as_object().unwrap();
+        let keys: Vec<&String> = ours.keys().collect();
+        assert_eq!(
+            keys,
+            expected.keys().collect::<Vec<_>>(),
+            "{case_name}: report keys"
+        );
+        for (key, value) in expected {
+            match value {
+                Value::Object(scores) => {
+                    for (score, number) in scores {
+                        let actual = ours[key][score].as_f64().unwrap();
+                        assert_close(actual, number, &format!("{case_name} {key} {score}"));
+                    }
+                }
+                number => assert_close(
+                    ours[key].as_f64().unwrap(),
+                    number,
+                    &format!("{case_name} {key}"),
+                ),
+            }
+        }
+    }
+}
