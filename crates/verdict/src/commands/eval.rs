@@ -40,7 +40,12 @@ pub struct Args {
     pub labels: Vec<String>,
 
     /// Task kind with `--labels`.
-    #[arg(long, value_enum, default_value = "single-label", conflicts_with = "task")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "single-label",
+        conflicts_with = "task"
+    )]
     pub kind: KindArg,
 
     /// Positive label with `--labels --kind binary-policy`.
@@ -82,8 +87,16 @@ pub struct Args {
     pub zero_division: ZeroDivisionArg,
 }
 
+/// What to evaluate: the task name, one spec per dimension (`None` for single-dimension tasks)
+/// and the seed.
+struct Plan {
+    task: String,
+    specs: Vec<(Option<String>, EvalSpec)>,
+    seed: u64,
+}
+
 /// Base spec (one per dimension for multi-label tasks) from a task file or `--labels`.
-fn specs(args: &Args) -> anyhow::Result<(String, Vec<(Option<String>, EvalSpec)>, u64)> {
+fn specs(args: &Args) -> anyhow::Result<Plan> {
     let Some(task_path) = &args.task else {
         if args.labels.is_empty() {
             bail!("give the task with --task TASK.toml, or its labels with --labels a,b,c");
@@ -95,22 +108,42 @@ fn specs(args: &Args) -> anyhow::Result<(String, Vec<(Option<String>, EvalSpec)>
         };
         let mut spec = EvalSpec::new("predictions", kind, args.labels.clone());
         spec.positive_label = args.positive.clone();
-        return Ok(("predictions".into(), vec![(None, spec)], args.seed.unwrap_or(0)));
+        return Ok(Plan {
+            task: "predictions".into(),
+            specs: vec![(None, spec)],
+            seed: args.seed.unwrap_or(0),
+        });
     };
     let task = verdict_core::task::TaskSpec::load(task_path)
         .with_context(|| format!("reading task {}", task_path.display()))?;
-    let names = |labels: &[verdict_core::task::LabelDef]| labels.iter().map(|l| l.name.clone()).collect::<Vec<_>>();
+    let names = |labels: &[verdict_core::task::LabelDef]| {
+        labels.iter().map(|l| l.name.clone()).collect::<Vec<_>>()
+    };
     let seed = args.seed.unwrap_or(task.seed);
     let specs = match task.kind {
-        verdict_core::task::TaskKind::SingleLabel => vec![(None, EvalSpec::new(&task.name, TaskKind::MultiClass, names(&task.labels)))],
+        verdict_core::task::TaskKind::SingleLabel => vec![(
+            None,
+            EvalSpec::new(&task.name, TaskKind::MultiClass, names(&task.labels)),
+        )],
         verdict_core::task::TaskKind::BinaryPolicy => {
             let mut spec = EvalSpec::new(&task.name, TaskKind::BinaryPolicy, names(&task.labels));
             if let Some(policy) = &task.policy {
                 spec.positive_label = Some(policy.positive.clone());
-                spec.thresholds = Some(PolicyThresholds { review: policy.review, demote: policy.demote });
+                spec.thresholds = Some(PolicyThresholds {
+                    review: policy.review,
+                    demote: policy.demote,
+                });
                 spec.cost_matrix = policy.costs.as_ref().map(|c| CostMatrix {
-                    negative: DecisionCosts { keep: 0.0, review: c.review, demote: c.wrong_demotion },
-                    positive: DecisionCosts { keep: c.missed_positive, review: c.review, demote: 0.0 },
+                    negative: DecisionCosts {
+                        keep: 0.0,
+                        review: c.review,
+                        demote: c.wrong_demotion,
+                    },
+                    positive: DecisionCosts {
+                        keep: c.missed_positive,
+                        review: c.review,
+                        demote: 0.0,
+                    },
                 });
             }
             vec![(None, spec)]
@@ -118,29 +151,60 @@ fn specs(args: &Args) -> anyhow::Result<(String, Vec<(Option<String>, EvalSpec)>
         verdict_core::task::TaskKind::MultiLabel => task
             .dimensions
             .iter()
-            .map(|d| (Some(d.name.clone()), EvalSpec::new(format!("{} / {}", task.name, d.name), TaskKind::MultiLabel, names(&d.labels))))
+            .map(|d| {
+                (
+                    Some(d.name.clone()),
+                    EvalSpec::new(
+                        format!("{} / {}", task.name, d.name),
+                        TaskKind::MultiLabel,
+                        names(&d.labels),
+                    ),
+                )
+            })
             .collect(),
     };
-    Ok((task.name.clone(), specs, seed))
+    Ok(Plan {
+        task: task.name.clone(),
+        specs,
+        seed,
+    })
 }
 
 fn restrict(set: &PredictionSet, dimension: Option<&str>) -> PredictionSet {
     match dimension {
         None => set.clone(),
-        Some(dimension) => PredictionSet { rows: restrict_to_dimension(&set.rows, dimension), ..set.clone() },
+        Some(dimension) => PredictionSet {
+            rows: restrict_to_dimension(&set.rows, dimension),
+            ..set.clone()
+        },
     }
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let (task_name, specs, seed) = specs(&args)?;
+    let Plan {
+        task: task_name,
+        specs,
+        seed,
+    } = specs(&args)?;
     let mut metadata = RunMetadata::new(&task_name, verdict_core::TOOL_VERSION);
     metadata.seeds.insert("evaluation".into(), seed);
     let sets = metadata.time_stage("read predictions", || {
-        args.predictions.iter().map(|p| prediction::read(p)).collect::<Result<Vec<_>, _>>()
+        args.predictions
+            .iter()
+            .map(|p| prediction::read(p))
+            .collect::<Result<Vec<_>, _>>()
     })?;
-    let validation = args.validation.as_deref().map(prediction::read).transpose()?;
+    let validation = args
+        .validation
+        .as_deref()
+        .map(prediction::read)
+        .transpose()?;
     for set in sets.iter().chain(validation.as_ref()) {
-        metadata.datasets.push(verdict_eval::DatasetInfo::from_file(set.path.display().to_string(), &set.path, set.rows.len())?);
+        metadata.datasets.push(verdict_eval::DatasetInfo::from_file(
+            set.path.display().to_string(),
+            &set.path,
+            set.rows.len(),
+        )?);
     }
     let mut all_metrics = serde_json::Map::new();
     for (dimension, mut spec) in specs {
@@ -158,16 +222,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Some(d) => args.out.join(d),
             None => args.out.clone(),
         };
-        let dimension_sets = sets.iter().map(|s| restrict(s, dimension.as_deref())).collect();
-        let dimension_validation = validation.as_ref().map(|v| restrict(v, dimension.as_deref()));
+        let dimension_sets = sets
+            .iter()
+            .map(|s| restrict(s, dimension.as_deref()))
+            .collect();
+        let dimension_validation = validation
+            .as_ref()
+            .map(|v| restrict(v, dimension.as_deref()));
         let stage = format!("evaluate {}", dimension.as_deref().unwrap_or(&task_name));
-        let summary = metadata.time_stage(&stage, || verdict_eval::evaluate_sets(dimension_sets, dimension_validation, &spec, &out))?;
+        let summary = metadata.time_stage(&stage, || {
+            verdict_eval::evaluate_sets(dimension_sets, dimension_validation, &spec, &out)
+        })?;
         print_summary(&summary, &out);
         if metadata.thresholds.is_none() {
             metadata.thresholds = spec.thresholds;
         }
         let key = dimension.unwrap_or_else(|| task_name.clone());
-        all_metrics.insert(key, serde_json::json!(summary.models.iter().map(|m| (m.model_id.clone(), serde_json::to_value(&m.metrics).unwrap_or_default())).collect::<serde_json::Map<_, _>>()));
+        all_metrics.insert(
+            key,
+            serde_json::json!(summary
+                .models
+                .iter()
+                .map(|m| (
+                    m.model_id.clone(),
+                    serde_json::to_value(&m.metrics).unwrap_or_default()
+                ))
+                .collect::<serde_json::Map<_, _>>()),
+        );
     }
     metadata.config = serde_json::json!({
         "predictions": args.predictions, "task": args.task, "validation": args.validation,
@@ -183,7 +264,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 fn print_summary(summary: &verdict_eval::EvalSummary, out: &Path) {
     println!("{}: {}", summary.task, summary.report_path.display());
     for model in &summary.models {
-        let value = |name: &str| model.metrics.get(name).map_or("n/a".into(), |v| format!("{v:.4}"));
+        let value = |name: &str| {
+            model
+                .metrics
+                .get(name)
+                .map_or("n/a".into(), |v| format!("{v:.4}"))
+        };
         let (accuracy_name, accuracy) = match model.metrics.get("subset_accuracy") {
             Some(_) => ("subset accuracy", value("subset_accuracy")),
             None => ("accuracy", value("accuracy")),
@@ -208,8 +294,13 @@ fn print_summary(summary: &verdict_eval::EvalSummary, out: &Path) {
     }
     if let Some(comparison) = &summary.comparison {
         for entry in comparison.entries.iter().skip(1) {
-            if let (Some(uplift), Some((lo, hi))) = (entry.macro_f1_uplift, entry.macro_f1_uplift_interval) {
-                println!("  {} vs {}: macro-F1 {uplift:+.4} [{lo:+.4}, {hi:+.4}]", entry.model_id, comparison.baseline);
+            if let (Some(uplift), Some((lo, hi))) =
+                (entry.macro_f1_uplift, entry.macro_f1_uplift_interval)
+            {
+                println!(
+                    "  {} vs {}: macro-F1 {uplift:+.4} [{lo:+.4}, {hi:+.4}]",
+                    entry.model_id, comparison.baseline
+                );
             }
         }
     }

@@ -14,6 +14,11 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let summary = verdict_eval::package(&args.run_dir, args.output.as_deref())?;
-    println!("{} ({} files, {} bytes before compression)", summary.archive.display(), summary.files, summary.bytes);
+    println!(
+        "{} ({} files, {} bytes before compression)",
+        summary.archive.display(),
+        summary.files,
+        summary.bytes
+    );
     Ok(())
 }
