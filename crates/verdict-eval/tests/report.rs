@@ -110,6 +110,7 @@ fn spec() -> EvalSpec {
 /// Chromium from Debian (or `VERDICT_CHROMIUM`); fails clearly when absent.
 fn chromium() -> PathBuf {
     if let Ok(path) = std::env::var("VERDICT_CHROMIUM") {
+        assert!(Path::new(&path).exists(), "VERDICT_CHROMIUM={path} does not exist; install Chromium (`apt-get install -y chromium`)");
         return PathBuf::from(path);
     }
     for name in ["chromium", "chromium-browser", "google-chrome"] {
