@@ -143,7 +143,7 @@ pub fn evaluate_sets(
     let mut models = models;
     unique_model_ids(&mut models);
     let comparison = (models.len() > 1).then(|| compare_models(&models, spec));
-    let mut summary = EvalSummary {
+    let summary = EvalSummary {
         task: spec.task.clone(),
         kind: spec.kind,
         labels: spec.labels.clone(),
@@ -161,7 +161,6 @@ pub fn evaluate_sets(
     )?;
     let html = crate::report::render(&summary, spec)?;
     crate::output::write_atomic(&summary.report_path, html.as_bytes())?;
-    summary.report_path = out_dir.join("report.html");
     Ok(summary)
 }
 
