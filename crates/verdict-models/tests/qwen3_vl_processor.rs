@@ -374,3 +374,82 @@ fn preprocessor_builds_the_reference_batches() {
         assert_eq!(pre.label_token_ids(&labels).unwrap(), expected);
     }
 }
+
+/// Largest difference in 8-bit levels between our decoded RGB image and the reference's, and
+/// the number of differing values.
+fn rgb_difference(case: &str, refs: &HashMap<String, Tensor>) -> (u8, usize) {
+    let ext = if case == "case_jpeg" { "jpg" } else { "png" };
+    let ours = load_image(&fixtures().join("images").join(format!("{case}.{ext}"))).unwrap();
+    let expected = &refs[&format!("{case}.rgb")];
+    let (height, width) = (expected.dims()[0], expected.dims()[1]);
+    assert_eq!(ours.dimensions(), (width as u32, height as u32), "{case}");
+    let expected: Vec<u8> = expected.flatten_all().unwrap().to_vec1().unwrap();
+    let diffs: Vec<u8> = expected
+        .iter()
+        .zip(ours.as_raw())
+        .map(|(a, b)| a.abs_diff(*b))
+        .collect();
+    (
+        diffs.iter().copied().max().unwrap_or(0),
+        diffs.iter().filter(|&&d| d > 0).count(),
+    )
+}
+
+fn case_pixels(case: &str, processor: &ImageProcessor) -> Vec<f32> {
+    let ext = if case == "case_jpeg" { "jpg" } else { "png" };
+    let image = load_image(&fixtures().join("images").join(format!("{case}.{ext}"))).unwrap();
+    processor.preprocess(&[image]).unwrap().values
+}
+
+#[test]
+fn alpha_and_grayscale_png_decode_like_the_reference() {
+    let refs =
+        candle_core::safetensors::load(fixtures().join("image_cases.safetensors"), &Device::Cpu)
+            .unwrap();
+    let processor = ImageProcessor::from_dir(&fixtures().join("tiny_a")).unwrap();
+    for case in ["case_rgba", "case_gray"] {
+        assert_eq!(
+            rgb_difference(case, &refs),
+            (0, 0),
+            "{case}: decoded RGB differs"
+        );
+        let expected: Vec<f32> = refs[&format!("{case}.pixel_values")]
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(case_pixels(case, &processor), expected, "{case}");
+    }
+}
+
+/// JPEG decoders differ (IDCT, chroma upsampling): the `image` crate's decoder and the
+/// reference's libjpeg give values a few levels apart on a 4:2:0 file. This bounds the gap so
+/// a regression (wrong colour conversion, orientation) still fails.
+#[test]
+fn jpeg_decodes_within_a_few_levels_of_the_reference() {
+    let refs =
+        candle_core::safetensors::load(fixtures().join("image_cases.safetensors"), &Device::Cpu)
+            .unwrap();
+    let processor = ImageProcessor::from_dir(&fixtures().join("tiny_a")).unwrap();
+    let (max_levels, _) = rgb_difference("case_jpeg", &refs);
+    assert!(
+        max_levels <= 6,
+        "JPEG decode differs by {max_levels} levels"
+    );
+    let expected: Vec<f32> = refs["case_jpeg.pixel_values"]
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let ours = case_pixels("case_jpeg", &processor);
+    assert_eq!(ours.len(), expected.len());
+    let max = expected
+        .iter()
+        .zip(&ours)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        max <= 6.0 / 127.5 + 1e-6,
+        "normalised pixel difference {max}"
+    );
+}
