@@ -16,6 +16,7 @@ pub mod stats;
 pub mod task;
 pub mod templates;
 pub mod validate;
+pub mod workspace;
 
 pub use error::{CoreError, Problem, Result};
 pub use manifest::{LabelValue, Sample, Split};

@@ -115,7 +115,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let val = read_labelled(&args.val, &fields)?;
     tracing::info!(train = train.len(), val = val.len(), "read labelled texts");
     let report = if is_multi_label(&args.train, &fields)? {
-        let train: Vec<_> = train.into_iter().map(|r| (r.text, r.labels, r.weight)).collect();
+        let train: Vec<_> = train
+            .into_iter()
+            .map(|r| (r.text, r.labels, r.weight))
+            .collect();
         let val: Vec<_> = val.into_iter().map(|r| (r.text, r.labels)).collect();
         verdict_baseline::train_multilabel_baseline(&train, &val, &config, &args.out)?
     } else {

@@ -116,11 +116,21 @@ fn specs(args: &Args) -> anyhow::Result<Plan> {
     };
     let task = verdict_core::task::TaskSpec::load(task_path)
         .with_context(|| format!("reading task {}", task_path.display()))?;
+    let seed = args.seed.unwrap_or(task.seed);
+    let specs = task_eval_specs(&task);
+    Ok(Plan {
+        task: task.name.clone(),
+        specs,
+        seed,
+    })
+}
+
+/// The evaluation spec(s) of a task: one, or one per dimension for multi-label tasks.
+pub fn task_eval_specs(task: &verdict_core::task::TaskSpec) -> Vec<(Option<String>, EvalSpec)> {
     let names = |labels: &[verdict_core::task::LabelDef]| {
         labels.iter().map(|l| l.name.clone()).collect::<Vec<_>>()
     };
-    let seed = args.seed.unwrap_or(task.seed);
-    let specs = match task.kind {
+    match task.kind {
         verdict_core::task::TaskKind::SingleLabel => vec![(
             None,
             EvalSpec::new(&task.name, TaskKind::MultiClass, names(&task.labels)),
@@ -162,12 +172,7 @@ fn specs(args: &Args) -> anyhow::Result<Plan> {
                 )
             })
             .collect(),
-    };
-    Ok(Plan {
-        task: task.name.clone(),
-        specs,
-        seed,
-    })
+    }
 }
 
 fn restrict(set: &PredictionSet, dimension: Option<&str>) -> PredictionSet {

@@ -1,0 +1,33 @@
+//! One module per subcommand: each has `Args` (clap) and `run(args) -> anyhow::Result<()>`.
+
+// <commands-mod>
+pub mod baseline;
+pub mod data;
+pub mod eval;
+pub mod init;
+pub mod models;
+pub mod package;
+mod pipeline;
+pub mod predict;
+mod progress;
+pub mod render;
+pub mod run;
+
+/// Logs go to stderr so that stdout stays for results.
+pub fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}

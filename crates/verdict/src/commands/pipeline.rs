@@ -1,0 +1,239 @@
+//! The model stages of `verdict run`: the text baseline, its predictions on every split, and
+//! the evaluation report.
+//!
+//! Outputs (under the task's workdir):
+//! ```text
+//! runs/baseline/                       baseline_metrics.json, model/
+//! runs/baseline/predictions_<split>.parquet
+//! report/                              report.html, metrics.json, classification_report.json
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use verdict_baseline::logistic::{ClassWeight, LogisticConfig};
+use verdict_baseline::tfidf::{StopWords, TfidfConfig};
+use verdict_baseline::{Baseline, BaselineConfig, FeatureConfig};
+use verdict_core::manifest::{LabelValue, Sample, Split};
+use verdict_core::task::{Modality, TaskKind, TaskSpec};
+use verdict_core::workspace::Workspace;
+use verdict_eval::{Prediction, PredictionSet};
+
+use super::progress::Stage;
+
+/// What the model stages produced, for the closing summary.
+pub struct ModelSummary {
+    pub baseline_val_macro_f1: f64,
+    pub rows: Vec<(String, String, usize, f64, f64)>,
+    pub report: PathBuf,
+}
+
+pub fn baseline_config(task: &TaskSpec) -> BaselineConfig {
+    let spec = &task.baseline;
+    BaselineConfig {
+        features: FeatureConfig::Tfidf(TfidfConfig {
+            stop_words: StopWords::English,
+            max_features: Some(spec.max_features),
+            sublinear_tf: spec.sublinear_tf,
+            ngram_range: (spec.ngram_range[0], spec.ngram_range[1]),
+            ..TfidfConfig::default()
+        }),
+        logistic: LogisticConfig {
+            c: spec.c,
+            class_weight: if spec.class_weight_balanced {
+                ClassWeight::Balanced
+            } else {
+                ClassWeight::None
+            },
+            ..LogisticConfig::default()
+        },
+    }
+}
+
+fn text_of(sample: &Sample) -> &str {
+    sample.text.as_deref().unwrap_or("")
+}
+
+fn single_label(sample: &Sample) -> anyhow::Result<&str> {
+    match &sample.label {
+        Some(LabelValue::Single(label)) => Ok(label),
+        _ => bail!("sample `{}` has no single label", sample.sample_id),
+    }
+}
+
+/// Runs the stages the task enables; returns `None` when none applies yet.
+pub fn run_model_stages(workspace: &Workspace) -> anyhow::Result<Option<ModelSummary>> {
+    let task = &workspace.task;
+    let text_task = task.inputs.contains(&Modality::Text) && task.kind != TaskKind::MultiLabel;
+    if !task.baseline.enabled || !text_task {
+        eprintln!("(no model stage applies to this task yet: the text baseline needs text input and one label per sample)");
+        return Ok(None);
+    }
+    let samples = workspace.current_samples()?;
+    let of = |split: Split| samples.iter().filter(move |s| s.split == Some(split));
+    let train: Vec<(String, String, f32)> = of(Split::Train)
+        .map(|s| {
+            let weight = if task.baseline.weight_by_confidence {
+                s.weight.unwrap_or(1.0)
+            } else {
+                1.0
+            };
+            Ok((
+                text_of(s).to_string(),
+                single_label(s)?.to_string(),
+                weight as f32,
+            ))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let val: Vec<(String, String)> = of(Split::Val)
+        .map(|s| Ok((text_of(s).to_string(), single_label(s)?.to_string())))
+        .collect::<anyhow::Result<_>>()?;
+    if train.is_empty() || val.is_empty() {
+        bail!("the baseline needs non-empty train and val splits (check [split] in the task)");
+    }
+
+    let out = workspace.root.join("runs/baseline");
+    let stage = Stage::start(&format!(
+        "fitting the TF-IDF baseline on {} samples",
+        train.len()
+    ));
+    let config = baseline_config(task);
+    let report = verdict_baseline::train_text_baseline(&train, &val, &config, &out)
+        .context("fitting the baseline")?;
+    stage.done(&format!(
+        "baseline: val macro-F1 {:.4}, accuracy {:.4} -> {}",
+        report.macro_f1,
+        report.accuracy,
+        out.join("baseline_metrics.json").display()
+    ));
+
+    let stage = Stage::start("predicting val, test and benchmark with the baseline");
+    let model = Baseline::load(&report.model_dir).context("loading the fitted baseline")?;
+    let labels = task
+        .label_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>();
+    let mut sets = Vec::new();
+    for split in [Split::Val, Split::Test, Split::Benchmark] {
+        let members: Vec<&Sample> = of(split).collect();
+        if members.is_empty() {
+            continue;
+        }
+        let rows = predict(&model, &members, task, split)?;
+        let path = out.join(format!("predictions_{}.parquet", split.name()));
+        verdict_eval::prediction::write(&path, &rows, &labels)
+            .with_context(|| format!("writing {}", path.display()))?;
+        sets.push((split, PredictionSet::in_memory(path, rows)));
+    }
+    stage.done(&format!("predictions written to {}", out.display()));
+
+    let stage = Stage::start("evaluating and writing the report");
+    let (_, spec) = super::eval::task_eval_specs(task)
+        .into_iter()
+        .next()
+        .context("the task has no evaluation spec")?;
+    let mut spec = spec;
+    spec.seed = task.seed;
+    let validation = sets
+        .iter()
+        .find(|(s, _)| *s == Split::Val)
+        .map(|(_, set)| set.clone());
+    let mut rows = Vec::new();
+    let mut report_path = PathBuf::new();
+    for (split, set) in sets.iter().filter(|(s, _)| *s != Split::Val) {
+        let dir = workspace.root.join("report").join(split.name());
+        let summary =
+            verdict_eval::evaluate_sets(vec![set.clone()], validation.clone(), &spec, &dir)
+                .with_context(|| format!("evaluating the {} split", split.name()))?;
+        for model in &summary.models {
+            rows.push((
+                model.model_id.clone(),
+                split.name().to_string(),
+                model.samples,
+                model.metrics.get("accuracy").unwrap_or(f64::NAN),
+                model.metrics.get("macro_f1").unwrap_or(f64::NAN),
+            ));
+        }
+        report_path = summary.report_path.clone();
+    }
+    stage.done("report written");
+    Ok(Some(ModelSummary {
+        baseline_val_macro_f1: report.macro_f1,
+        rows,
+        report: report_path,
+    }))
+}
+
+fn predict(
+    model: &Baseline,
+    members: &[&Sample],
+    task: &TaskSpec,
+    split: Split,
+) -> anyhow::Result<Vec<Prediction>> {
+    let texts: Vec<&str> = members.iter().map(|s| text_of(s)).collect();
+    let probabilities = model.predict_proba(&texts)?;
+    let mut rows = Vec::with_capacity(members.len());
+    for (index, sample) in members.iter().enumerate() {
+        let scores: std::collections::BTreeMap<String, f64> = probabilities
+            .columns
+            .iter()
+            .cloned()
+            .zip(probabilities.row(index).iter().copied())
+            .collect();
+        let predicted = scores
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(label, _)| label.clone())
+            .unwrap_or_default();
+        let mut slices = std::collections::BTreeMap::new();
+        slices.insert(
+            "image".to_string(),
+            if sample.images.is_empty() {
+                "missing"
+            } else {
+                "present"
+            }
+            .to_string(),
+        );
+        if let Some(source) = &sample.source {
+            slices.insert("source".to_string(), source.clone());
+        }
+        let text = text_of(sample);
+        rows.push(Prediction {
+            sample_id: sample.sample_id.clone(),
+            true_labels: vec![single_label(sample)?.to_string()],
+            predicted_labels: vec![predicted],
+            probabilities: scores,
+            reason: None,
+            decision: None,
+            slices,
+            model_id: "tfidf-logreg".into(),
+            run_id: format!("{}-{}", task.name, split.name()),
+            input_text: Some(text.chars().take(600).collect()),
+            image_path: sample
+                .images
+                .first()
+                .filter(|i| !verdict_core::manifest::is_url(i))
+                .cloned(),
+        });
+    }
+    Ok(rows)
+}
+
+/// Prints the closing table.
+pub fn print_summary(summary: &ModelSummary, root: &Path) {
+    println!(
+        "\n{:<16} {:<10} {:>7} {:>9} {:>9}",
+        "model", "split", "samples", "accuracy", "macro-F1"
+    );
+    for (model, split, samples, accuracy, macro_f1) in &summary.rows {
+        println!("{model:<16} {split:<10} {samples:>7} {accuracy:>9.4} {macro_f1:>9.4}");
+    }
+    println!(
+        "\nbaseline val macro-F1: {:.4}",
+        summary.baseline_val_macro_f1
+    );
+    println!("report: {}", summary.report.display());
+    println!("outputs: {}", root.display());
+}

@@ -1,0 +1,72 @@
+//! `verdict`: content classifiers from data to served model, one binary.
+//!
+//! `main` only parses arguments, sets up logging and dispatches to `commands::<stage>::run`.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+/// Verdict turns vision-language models and dual encoders into content classifiers:
+/// curate and version data, render meshes, train baselines, pick and fine-tune a base model,
+/// evaluate honestly and serve.
+#[derive(Parser)]
+#[command(name = "verdict", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// Log more (-v: debug, -vv: trace). `RUST_LOG` overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
+    /// Only print errors and final results.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    // <commands-enum>
+    /// Fetch and list the pretrained default models (OpenNSFW, all-MiniLM-L6-v2) in the local model store.
+    Models(commands::models::Args),
+    /// Classify images and/or text with a local Qwen3-VL checkpoint: label probabilities or a constrained JSON answer.
+    Predict(commands::predict::Args),
+    /// Render mesh files (STL, OBJ, 3MF) to multi-view PNGs.
+    Render(commands::render::Args),
+    /// Run the main job: every stage the task enables, from raw data to a report.
+    Run(commands::run::Args),
+    /// Write a commented example task file.
+    Init(commands::init::Args),
+    /// Fetch, import, validate, split, seal and describe a task's data.
+    Data(commands::data::Args),
+    /// Fit a TF-IDF or sentence-embedding + logistic-regression baseline and evaluate it.
+    Baseline(commands::baseline::Args),
+    /// Evaluate predictions files: metrics, policy sweep, calibration, slices, comparison and an HTML report.
+    Eval(commands::eval::Args),
+    /// Zip a run folder's artifacts into one archive.
+    Package(commands::package::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    commands::init_logging(cli.verbose, cli.quiet);
+    let result = match cli.command {
+        // <commands-dispatch>
+        Command::Models(args) => commands::models::run(args),
+        Command::Predict(args) => commands::predict::run(args),
+        Command::Render(args) => commands::render::run(args),
+        Command::Run(args) => commands::run::run(args),
+        Command::Init(args) => commands::init::run(args),
+        Command::Data(args) => commands::data::run(args),
+        Command::Baseline(args) => commands::baseline::run(args),
+        Command::Eval(args) => commands::eval::run(args),
+        Command::Package(args) => commands::package::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
