@@ -436,3 +436,65 @@ fn strict_import_fails_and_writes_nothing() {
     assert_eq!(provenance.task.as_deref(), Some("t"));
     assert_eq!(provenance.inputs.len(), 1);
 }
+
+fn write_manifest_task(dir: &Path, split: &str) -> std::path::PathBuf {
+    let mut lines = Vec::new();
+    for i in 0..200 {
+        let label = ["a", "b", "c", "c"][i % 4];
+        lines.push(format!(r#"{{"sample_id":"s{i}","label":"{label}"}}"#));
+    }
+    fs::write(dir.join("m.jsonl"), lines.join("\n")).unwrap();
+    let task = dir.join("task.toml");
+    fs::write(
+        &task,
+        format!(
+            "name = \"t\"\nkind = \"single_label\"\nseed = 9\n\
+             labels = [{{ name = \"a\" }}, {{ name = \"b\" }}, {{ name = \"c\" }}]\n\
+             sources = [{{ kind = \"manifest\", path = \"m.jsonl\" }}]\n[split]\n{split}\n"
+        ),
+    )
+    .unwrap();
+    task
+}
+
+#[test]
+fn seed_002_flow_train_val_test_and_mini_train() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = write_manifest_task(
+        dir.path(),
+        "train = 0.8\nval = 0.1\ntest = 0.1\nmini_train = 20",
+    );
+    let workspace = Workspace::open(&task, dir.path()).unwrap();
+    workspace.import(true).unwrap();
+    let report = workspace.split(false).unwrap();
+    assert_eq!(
+        report.counts,
+        [(Split::Train, 160), (Split::Val, 20), (Split::Test, 20)]
+    );
+    assert_eq!(report.mini_train, Some(20));
+    let mini =
+        verdict_core::manifest::read_manifest_strict(&workspace.split_path("mini_train")).unwrap();
+    let count = |label: &str| {
+        mini.iter()
+            .filter(|s| s.label == Some(LabelValue::Single(label.into())))
+            .count()
+    };
+    assert_eq!((count("a"), count("b"), count("c")), (5, 5, 10));
+    assert!(mini.iter().all(|s| s.split == Some(Split::Train)));
+}
+
+#[test]
+fn seed_000_flow_benchmark_and_train_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = write_manifest_task(dir.path(), "benchmark_size = 100\ntrain = 1.0\nval = 0.0");
+    let workspace = Workspace::open(&task, dir.path()).unwrap();
+    workspace.import(true).unwrap();
+    let report = workspace.split(false).unwrap();
+    assert_eq!(
+        report.counts,
+        [(Split::Benchmark, 100), (Split::TrainPool, 100)]
+    );
+    let sealed = seal::load_verified(&report.benchmark.unwrap().0).unwrap();
+    assert_eq!(sealed.len(), 100);
+    assert!(sealed.iter().all(|s| s.split == Some(Split::Benchmark)));
+}
