@@ -40,6 +40,15 @@ fn default_position_embedding_type() -> String {
     "absolute".into()
 }
 
+/// A linear layer applied to `(batch, seq, in)` as one `(batch * seq, in)` matrix product:
+/// one large GEMM instead of a batched one with a broadcast weight.
+fn linear_tokens(layer: &Linear, xs: &Tensor) -> candle_core::Result<Tensor> {
+    let (batch, seq, hidden) = xs.dims3()?;
+    let ys = layer.forward(&xs.reshape((batch * seq, hidden))?)?;
+    let out = ys.dim(1)?;
+    ys.reshape((batch, seq, out))
+}
+
 fn norm(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<LayerNorm> {
     layer_norm(
         size,
@@ -136,11 +145,11 @@ impl Layer {
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let q = split(self.query.forward(xs)?)?;
-        let k = split(self.key.forward(xs)?)?;
-        let v = split(self.value.forward(xs)?)?;
+        let q = split(linear_tokens(&self.query, xs)?)?;
+        let k = split(linear_tokens(&self.key, xs)?)?;
+        let v = split(linear_tokens(&self.value, xs)?)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(mask_bias)?;
+        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask_bias)?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let context = probs
             .matmul(&v)?
@@ -149,10 +158,10 @@ impl Layer {
             .reshape((batch, seq, hidden))?;
         let attended = self
             .attention_norm
-            .forward(&(self.attention_output.forward(&context)? + xs)?)?;
-        let inner = self.intermediate.forward(&attended)?.gelu_erf()?;
+            .forward(&(linear_tokens(&self.attention_output, &context)? + xs)?)?;
+        let inner = linear_tokens(&self.intermediate, &attended)?.gelu_erf()?;
         self.output_norm
-            .forward(&(self.output.forward(&inner)? + attended)?)
+            .forward(&(linear_tokens(&self.output, &inner)? + attended)?)
     }
 }
 

@@ -141,10 +141,8 @@ impl LogisticRegression {
             return Err(BaselineError::Data("sample weights sum to zero".into()));
         }
         let outputs = if classes.len() == 2 { 1 } else { classes.len() };
-        let x_t = x.transpose();
         let objective = Objective {
             x,
-            x_t: &x_t,
             targets: &targets,
             weights: &weights,
             weight_sum,
@@ -153,7 +151,6 @@ impl LogisticRegression {
             l2: 1.0 / (config.c * weight_sum),
         };
         let mut params = vec![0.0; objective.len()];
-        let mut residual = vec![0.0; n * outputs];
         let options = LbfgsOptions {
             max_iterations: config.max_iter,
             gtol: config.tol,
@@ -161,7 +158,7 @@ impl LogisticRegression {
         };
         let report = minimize(
             &mut params,
-            |p, g| objective.value_and_gradient(p, g, &mut residual),
+            |p, g| objective.value_and_gradient(p, g),
             &options,
         );
         if !report.converged {

@@ -6,20 +6,19 @@ use rayon::prelude::*;
 
 use crate::sparse::CsrMatrix;
 
-/// Rows per parallel work item.
-const ROW_CHUNK: usize = 1024;
+/// Fewest rows per parallel work item.
+const MIN_ROW_CHUNK: usize = 256;
 
 /// Data and settings of one fit.
 ///
 /// # Shapes
-/// - `x`: `n x d`, `x_t`: its transpose `d x n`.
+/// - `x`: `n x d`.
 /// - `targets`: `n` class indices (`0..n_classes`; binary uses 0/1).
 /// - `weights`: `n` sample weights (class weights already folded in).
 /// - parameters: `d * k` coefficients, feature-major (`w[j * k + c]`), then `k` intercepts
 ///   when `fit_intercept`; `k = 1` for binary, `n_classes` for multinomial.
 pub struct Objective<'a> {
     pub x: &'a CsrMatrix,
-    pub x_t: &'a CsrMatrix,
     pub targets: &'a [u32],
     pub weights: &'a [f64],
     pub weight_sum: f64,
@@ -34,29 +33,29 @@ impl Objective<'_> {
         self.x.n_cols * self.outputs + if self.fit_intercept { self.outputs } else { 0 }
     }
 
-    /// Value at `params`; writes the gradient into `gradient`. `residual` is scratch
-    /// (`n * k`), reused between calls.
-    pub fn value_and_gradient(
-        &self,
-        params: &[f64],
-        gradient: &mut [f64],
-        residual: &mut [f64],
-    ) -> f64 {
+    /// Value at `params`; writes the gradient into `gradient`.
+    ///
+    /// One pass over the rows: each work item accumulates its rows' loss and gradient into
+    /// its own buffer (the coefficient-sized buffer stays in cache, unlike a second pass over
+    /// the transposed matrix that would read the residuals at random), then buffers are summed.
+    pub fn value_and_gradient(&self, params: &[f64], gradient: &mut [f64]) -> f64 {
         let k = self.outputs;
         let d = self.x.n_cols;
+        let n = self.x.n_rows;
         let coefficients = &params[..d * k];
         let intercepts = self.fit_intercept.then(|| &params[d * k..]);
+        let threads = rayon::current_num_threads().max(1);
+        let chunk_rows = (n / (threads * 4)).clamp(MIN_ROW_CHUNK, n.max(MIN_ROW_CHUNK));
+        let n_chunks = n.div_ceil(chunk_rows);
 
-        // Pass over rows: loss and residual r_i = s_i (p_i - y_i) / S.
-        let loss: f64 = residual
-            .par_chunks_mut(ROW_CHUNK * k)
-            .enumerate()
-            .map(|(chunk, out)| {
-                let start = chunk * ROW_CHUNK;
+        let (loss, summed) = (0..n_chunks)
+            .into_par_iter()
+            .map(|chunk| {
+                let mut g = vec![0.0; d * k + k];
                 let mut total = 0.0;
                 let mut z = vec![0.0; k];
-                for (offset, r) in out.chunks_mut(k).enumerate() {
-                    let i = start + offset;
+                let mut r = vec![0.0; k];
+                for i in chunk * chunk_rows..((chunk + 1) * chunk_rows).min(n) {
                     match intercepts {
                         Some(b) => z.copy_from_slice(b),
                         None => z.fill(0.0),
@@ -71,6 +70,9 @@ impl Objective<'_> {
                         }
                     }
                     let scale = self.weights[i] / self.weight_sum;
+                    if scale == 0.0 {
+                        continue;
+                    }
                     let target = self.targets[i] as usize;
                     if k == 1 {
                         let y = target as f64;
@@ -85,6 +87,9 @@ impl Objective<'_> {
                         };
                         total += scale * (softplus - y * zi);
                         r[0] = scale * (p - y);
+                        for (&j, &v) in row.indices.iter().zip(row.data) {
+                            g[j as usize] += v * r[0];
+                        }
                     } else {
                         let max = z.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
                         let sum: f64 = z.iter().map(|&v| (v - max).exp()).sum();
@@ -94,41 +99,34 @@ impl Objective<'_> {
                             let p = (z[c] - log_sum).exp();
                             *rc = scale * (p - if c == target { 1.0 } else { 0.0 });
                         }
+                        for (&j, &v) in row.indices.iter().zip(row.data) {
+                            let gj = &mut g[j as usize * k..(j as usize + 1) * k];
+                            gj.iter_mut().zip(&r).for_each(|(gc, rc)| *gc += v * rc);
+                        }
                     }
+                    g[d * k..].iter_mut().zip(&r).for_each(|(gc, rc)| *gc += rc);
                 }
-                total
+                (total, g)
             })
-            .sum();
-
-        // Pass over features: gradient_j = sum_i x_ij r_i + l2 w_j.
-        let residual: &[f64] = residual;
+            .reduce(
+                || (0.0, vec![0.0; d * k + k]),
+                |(la, mut ga), (lb, gb)| {
+                    ga.iter_mut().zip(&gb).for_each(|(a, b)| *a += b);
+                    (la + lb, ga)
+                },
+            );
         let (coefficient_gradient, intercept_gradient) = gradient.split_at_mut(d * k);
-        coefficient_gradient
-            .par_chunks_mut(k * 64)
-            .enumerate()
-            .for_each(|(chunk, out)| {
-                for (offset, g) in out.chunks_mut(k).enumerate() {
-                    let j = chunk * 64 + offset;
-                    let column = self.x_t.row(j);
-                    g.fill(0.0);
-                    for (&i, &v) in column.indices.iter().zip(column.data) {
-                        let r = &residual[i as usize * k..(i as usize + 1) * k];
-                        g.iter_mut().zip(r).for_each(|(gc, rc)| *gc += v * rc);
-                    }
-                    let w = &coefficients[j * k..(j + 1) * k];
-                    g.iter_mut().zip(w).for_each(|(gc, wc)| *gc += self.l2 * wc);
-                }
-            });
-        if self.fit_intercept {
-            intercept_gradient.fill(0.0);
-            for r in residual.chunks(k) {
-                intercept_gradient
-                    .iter_mut()
-                    .zip(r)
-                    .for_each(|(g, rc)| *g += rc);
-            }
+        for ((g, s), w) in coefficient_gradient
+            .iter_mut()
+            .zip(&summed)
+            .zip(coefficients)
+        {
+            *g = s + self.l2 * w;
         }
-        let penalty: f64 = coefficients.par_iter().map(|w| w * w).sum::<f64>() * 0.5 * self.l2;
+        if self.fit_intercept {
+            intercept_gradient.copy_from_slice(&summed[d * k..]);
+        }
+        let penalty: f64 = coefficients.iter().map(|w| w * w).sum::<f64>() * 0.5 * self.l2;
         loss + penalty
     }
 }

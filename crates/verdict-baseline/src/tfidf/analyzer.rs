@@ -1,7 +1,7 @@
 //! Text to terms, as scikit-learn's `CountVectorizer(analyzer="word")` does it:
 //! lowercase, find tokens, drop stop words, then join word n-grams with single spaces.
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 use std::sync::OnceLock;
 
 use regex::Regex;

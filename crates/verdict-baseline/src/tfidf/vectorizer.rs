@@ -1,6 +1,6 @@
 //! Fitting the vocabulary and idf on training documents, and turning documents into rows.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use rayon::prelude::*;
 
@@ -46,16 +46,13 @@ impl TfidfVectorizer {
             .map(|chunk| count_chunk(&analyzer, chunk))
             .collect();
         let mut global: HashMap<String, u32> = HashMap::new();
-        let mut terms: Vec<String> = Vec::new();
         let mut rows: Vec<CountRow> = Vec::with_capacity(n_documents);
         for (local_terms, local_rows) in chunks {
             let remap: Vec<u32> = local_terms
                 .into_iter()
                 .map(|term| {
-                    *global.entry(term).or_insert_with_key(|term| {
-                        terms.push(term.clone());
-                        (terms.len() - 1) as u32
-                    })
+                    let next = global.len() as u32;
+                    *global.entry(term).or_insert(next)
                 })
                 .collect();
             rows.extend(local_rows.into_iter().map(|row| {
@@ -64,7 +61,7 @@ impl TfidfVectorizer {
                     .collect()
             }));
         }
-        drop(global);
+        let mut terms = terms_by_id(global);
         if terms.is_empty() {
             return Err(BaselineError::Data(
                 "empty vocabulary; perhaps the documents only contain stop words".into(),
@@ -177,7 +174,7 @@ impl TfidfVectorizer {
             .iter()
             .enumerate()
             .map(|(i, term)| (term.clone(), i as u32))
-            .collect::<HashMap<_, _>>();
+            .collect::<HashMap<String, u32>>();
         if index.len() != vocabulary.len() {
             return Err(BaselineError::Data("vocabulary has duplicate terms".into()));
         }
@@ -261,7 +258,6 @@ impl TfidfVectorizer {
 
 fn count_chunk<S: AsRef<str>>(analyzer: &Analyzer, chunk: &[S]) -> (Vec<String>, Vec<CountRow>) {
     let mut local: HashMap<String, u32> = HashMap::new();
-    let mut terms: Vec<String> = Vec::new();
     let mut scratch = String::new();
     let rows = chunk
         .iter()
@@ -271,8 +267,7 @@ fn count_chunk<S: AsRef<str>>(analyzer: &Analyzer, chunk: &[S]) -> (Vec<String>,
                 let id = match local.get(term) {
                     Some(&id) => id,
                     None => {
-                        let id = terms.len() as u32;
-                        terms.push(term.to_owned());
+                        let id = local.len() as u32;
                         local.insert(term.to_owned(), id);
                         id
                     }
@@ -282,7 +277,16 @@ fn count_chunk<S: AsRef<str>>(analyzer: &Analyzer, chunk: &[S]) -> (Vec<String>,
             run_lengths(ids)
         })
         .collect();
-    (terms, rows)
+    (terms_by_id(local), rows)
+}
+
+/// The keys of a term -> id map, as a vector indexed by id.
+fn terms_by_id(map: HashMap<String, u32>) -> Vec<String> {
+    let mut terms = vec![String::new(); map.len()];
+    for (term, id) in map {
+        terms[id as usize] = term;
+    }
+    terms
 }
 
 /// Sorted `(id, occurrences)` from a list of ids.
