@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p verdict-render --example bench_openscad -- \
-//!     [--size 512] [--views front,left,iso] [--repeat 3] [--no-openscad] [--out DIR]
+//!     [--size 512] [--views front,left,iso] [--repeat 3] [--threads 1,2] [--no-openscad] [--out DIR]
 //! ```
 //!
 //! OpenSCAD runs one process per view, as a pipeline that shells out to it would, under a
@@ -24,6 +24,7 @@ struct Options {
     views: String,
     repeat: usize,
     openscad: bool,
+    threads: Vec<usize>,
     out: PathBuf,
 }
 
@@ -167,11 +168,7 @@ fn run() -> Result<(), String> {
     println!("\n| threads | views | wall s | views/s | speed-up |");
     println!("|---:|---:|---:|---:|---:|");
     let mut base = 0.0;
-    for threads in [1usize, 2] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .map_err(|e| e.to_string())?;
+    for &threads in &options.threads {
         let mut best = Duration::MAX;
         for _ in 0..options.repeat {
             let _ = std::fs::remove_dir_all(&verdict_out);
@@ -185,7 +182,7 @@ fn run() -> Result<(), String> {
                 .collect();
             let start = Instant::now();
             let outcomes =
-                pool.install(|| verdict_render::render_many(&jobs, &views, &settings, &|_| {}));
+                verdict_render::render_many(&jobs, &views, &settings, Some(threads), &|_| {});
             best = best.min(start.elapsed());
             if let Some(failed) = outcomes.iter().find(|o| o.result.is_err()) {
                 return Err(format!("{}: {:?}", failed.id, failed.result));
@@ -193,7 +190,7 @@ fn run() -> Result<(), String> {
         }
         let total_views = meshes.len() * views.len();
         let rate = total_views as f64 / best.as_secs_f64();
-        if threads == 1 {
+        if base == 0.0 {
             base = rate;
         }
         println!(
@@ -254,6 +251,7 @@ fn parse_options() -> Result<Options, String> {
         views: "front,left,iso".into(),
         repeat: 3,
         openscad: true,
+        threads: vec![1, 2],
         out: std::env::temp_dir().join("verdict-bench-render"),
     };
     let mut args = std::env::args().skip(1);
@@ -267,6 +265,16 @@ fn parse_options() -> Result<Options, String> {
             }
             "--out" => options.out = PathBuf::from(value()?),
             "--no-openscad" => options.openscad = false,
+            "--threads" => {
+                options.threads = value()?
+                    .split(',')
+                    .map(|t| {
+                        t.trim()
+                            .parse::<usize>()
+                            .map_err(|_| "--threads: list of numbers")
+                    })
+                    .collect::<Result<_, _>>()?
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }

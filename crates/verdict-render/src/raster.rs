@@ -6,9 +6,11 @@
 //!    sub-pixel precision, top-left fill rule), so neighbouring triangles share edges without
 //!    gaps or double hits and results do not depend on float rounding order. Each sample
 //!    keeps the nearest triangle's id and depth. No shading happens here, so overdraw is cheap.
-//! 2. Resolve: each output pixel shades its samples (only visible ones, once each), marks
-//!    outline samples by comparing a sample with its neighbours (background vs object, a
-//!    jump in depth, or a crease between faces), and averages them with integer rounding.
+//! 2. Resolve: outline samples are marked by comparing each sample with its neighbours
+//!    (background vs object, a jump in depth, or a crease between faces); then each output
+//!    pixel is shaded once when all its samples show one triangle and no outline (most
+//!    pixels), else per sample, averaged with integer rounding. Shading is Gouraud: light
+//!    is evaluated at corners (smooth) or per face (flat) and interpolated as a plane.
 //!
 //! Surfaces are two-sided (STL winding is often wrong): each face is lit from the side the
 //! camera sees. Light is a fixed key (upper left) and fill (right) in camera space plus
@@ -88,7 +90,7 @@ impl Renderer for CpuRasterizer {
         let samples = settings.supersample.max(1);
         let width = settings.size * samples;
         let camera = Camera::new(view, settings.projection, width, settings.fill);
-        let mut buffer = SampleBuffer::new(width as usize);
+        let mut buffer = SampleBuffer::take(width as usize);
         let mut screen = Vec::with_capacity(mesh.triangles.len());
         for (index, triangle) in mesh.triangles.iter().enumerate() {
             let corners = triangle.map(|v| camera.project(v));
@@ -96,7 +98,9 @@ impl Renderer for CpuRasterizer {
             buffer.draw(index as u32 + 1, &corners);
         }
         let shader = Shader::new(mesh, &camera, &screen, settings);
-        resolve(&buffer, &shader, &camera, settings)
+        let image = resolve(&buffer, &shader, &camera, settings);
+        buffer.give_back();
+        image
     }
 }
 
@@ -107,12 +111,28 @@ struct SampleBuffer {
     ids: Vec<u32>,
 }
 
+/// Buffers kept per thread up to this many samples: reusing them saves the page faults of
+/// fresh allocations on every view, which cost as much as rasterising a simple mesh.
+const REUSE_SAMPLES: usize = 4096 * 4096;
+
+thread_local! {
+    static SPARE: std::cell::RefCell<(Vec<f32>, Vec<u32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
 impl SampleBuffer {
-    fn new(width: usize) -> Self {
-        Self {
-            width,
-            depth: vec![0.0; width * width],
-            ids: vec![0; width * width],
+    /// A cleared buffer, reusing this thread's previous one when there is one.
+    fn take(width: usize) -> Self {
+        let (mut depth, mut ids) = SPARE.with(|spare| std::mem::take(&mut *spare.borrow_mut()));
+        depth.clear();
+        depth.resize(width * width, 0.0);
+        ids.clear();
+        ids.resize(width * width, 0);
+        Self { width, depth, ids }
+    }
+
+    fn give_back(self) {
+        if self.ids.len() <= REUSE_SAMPLES {
+            SPARE.with(|spare| *spare.borrow_mut() = (self.depth, self.ids));
         }
     }
 
@@ -219,7 +239,9 @@ impl SampleBuffer {
     }
 }
 
-/// Per-view lighting state shared by all samples.
+/// Per-view lighting. Intensity is computed at corners (smooth) or per face (flat) and
+/// interpolated across the triangle in screen space as a plane `a + b x + c y` (Gouraud
+/// shading), so a sample costs two multiply-adds instead of a normal normalisation.
 struct Shader<'a> {
     mesh: &'a PreparedMesh,
     screen: &'a [[(f32, f32, f32); 3]],
@@ -275,37 +297,65 @@ impl<'a> Shader<'a> {
         }
     }
 
-    fn light(&self, n: Vec3) -> [u32; 3] {
-        let intensity = 0.28 + 0.62 * n.dot(self.key).max(0.0) + 0.22 * n.dot(self.fill).max(0.0);
+    fn intensity(&self, n: Vec3) -> f32 {
+        0.28 + 0.62 * n.dot(self.key).max(0.0) + 0.22 * n.dot(self.fill).max(0.0)
+    }
+
+    fn color(&self, intensity: f32) -> [u32; 3] {
         self.base
             .map(|c| (c * intensity + 0.5).clamp(0.0, 255.0) as u32)
     }
 
-    /// Colour of triangle `id` (1-based) at sample centre (x, y).
-    fn shade(&self, id: u32, x: f32, y: f32) -> [u32; 3] {
-        let index = id as usize - 1;
+    /// Intensity plane of triangle `index`: `[a, b, c, low, high]` with the corner range
+    /// used to clamp (samples on edges must not extrapolate).
+    fn plane(&self, index: usize) -> [f32; 5] {
         let facing = self.facing[index];
-        if !self.smooth {
-            return self.light(facing);
-        }
-        let Some(corners) = self.mesh.corner_normals.as_ref().map(|c| c[index]) else {
-            return self.light(facing);
+        let flat = self.intensity(facing);
+        let corners = match (&self.mesh.corner_normals, self.smooth) {
+            (Some(normals), true) => normals[index],
+            _ => return [flat, 0.0, 0.0, flat, flat],
         };
-        let [a, b, c] = self.screen[index];
-        let area = (b.0 - a.0) * (c.1 - a.1) - (b.1 - a.1) * (c.0 - a.0);
-        if area.abs() < 1e-12 {
-            return self.light(facing);
+        let level = corners.map(|n| self.intensity(if n.dot(facing) < 0.0 { -n } else { n }));
+        let [p0, p1, p2] = self.screen[index];
+        let area = (p1.0 - p0.0) * (p2.1 - p0.1) - (p1.1 - p0.1) * (p2.0 - p0.0);
+        if area.abs() < 1e-6 {
+            return [flat, 0.0, 0.0, flat, flat];
         }
-        let l1 = ((x - a.0) * (c.1 - a.1) - (y - a.1) * (c.0 - a.0)) / area;
-        let l2 = ((b.0 - a.0) * (y - a.1) - (b.1 - a.1) * (x - a.0)) / area;
-        let l1 = l1.clamp(0.0, 1.0);
-        let l2 = l2.clamp(0.0, 1.0 - l1);
-        let l0 = 1.0 - l1 - l2;
-        let mut n = (corners[0] * l0 + corners[1] * l1 + corners[2] * l2).normalized();
-        if n.dot(facing) < 0.0 {
-            n = -n;
+        let (d1, d2) = (level[1] - level[0], level[2] - level[0]);
+        let b = (d1 * (p2.1 - p0.1) - d2 * (p1.1 - p0.1)) / area;
+        let c = (d2 * (p1.0 - p0.0) - d1 * (p2.0 - p0.0)) / area;
+        let a = level[0] - b * p0.0 - c * p0.1;
+        let low = level[0].min(level[1]).min(level[2]);
+        let high = level[0].max(level[1]).max(level[2]);
+        [a, b, c, low, high]
+    }
+}
+
+/// Lazily computed intensity planes of the triangles that turn out visible.
+struct Planes<'s, 'a> {
+    shader: &'s Shader<'a>,
+    cache: Vec<[f32; 5]>,
+}
+
+impl<'s, 'a> Planes<'s, 'a> {
+    fn new(shader: &'s Shader<'a>) -> Self {
+        Self {
+            shader,
+            cache: vec![[f32::NAN; 5]; shader.facing.len()],
         }
-        self.light(n)
+    }
+
+    /// Colour of triangle `id` (1-based) at sample position (x, y).
+    #[inline]
+    fn shade(&mut self, id: u32, x: f32, y: f32) -> [u32; 3] {
+        let index = id as usize - 1;
+        let mut plane = self.cache[index];
+        if plane[0].is_nan() {
+            plane = self.shader.plane(index);
+            self.cache[index] = plane;
+        }
+        let intensity = (plane[0] + plane[1] * x + plane[2] * y).clamp(plane[3], plane[4]);
+        self.shader.color(intensity)
     }
 }
 
@@ -371,22 +421,7 @@ fn resolve(
         Vec::new()
     };
     let is_outline = |i: usize| settings.outlines && mask[i];
-    let mut flat_cache = vec![
-        u32::MAX;
-        if shader.smooth {
-            0
-        } else {
-            shader.facing.len()
-        }
-    ];
-    let mut flat = |id: u32| -> [u32; 3] {
-        let slot = &mut flat_cache[id as usize - 1];
-        if *slot == u32::MAX {
-            let [r, g, b] = shader.light(shader.facing[id as usize - 1]);
-            *slot = (r << 16) | (g << 8) | b;
-        }
-        [*slot >> 16, (*slot >> 8) & 0xff, *slot & 0xff]
-    };
+    let mut planes = Planes::new(shader);
     let mut pixels = Vec::with_capacity(size * size * 3);
     let centre_offset = samples as f32 / 2.0;
     for out_y in 0..size {
@@ -403,12 +438,10 @@ fn resolve(
             let color = if uniform {
                 if id == 0 {
                     background
-                } else if shader.smooth {
+                } else {
                     let x = (out_x * samples) as f32 + centre_offset;
                     let y = (out_y * samples) as f32 + centre_offset;
-                    shader.shade(id, x, y)
-                } else {
-                    flat(id)
+                    planes.shade(id, x, y)
                 }
             } else {
                 let mut sum = [0u32; 3];
@@ -422,10 +455,8 @@ fn resolve(
                             outline
                         } else if id == 0 {
                             background
-                        } else if shader.smooth {
-                            shader.shade(id, x as f32 + 0.5, y as f32 + 0.5)
                         } else {
-                            flat(id)
+                            planes.shade(id, x as f32 + 0.5, y as f32 + 0.5)
                         };
                         sum[0] += color[0];
                         sum[1] += color[1];

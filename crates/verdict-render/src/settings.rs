@@ -80,6 +80,9 @@ impl RenderSettings {
         if !(1..=4).contains(&self.supersample) {
             return fail("supersample must be within 1..=4");
         }
+        if self.size * self.supersample > 8192 {
+            return fail("size * supersample must be at most 8192 (memory grows with its square)");
+        }
         if !(self.fill > 0.05 && self.fill <= 1.0) {
             return fail("fill must be within (0.05, 1]");
         }

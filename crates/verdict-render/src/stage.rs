@@ -225,33 +225,45 @@ pub fn render_sample_with(
     })
 }
 
-/// Renders many samples in parallel; `on_done` is called as each finishes (progress bars).
-/// Every sample gets an outcome: an error in one (even a bug that panics) never stops others.
+/// Renders many samples in parallel on `threads` threads (`None`: one per core); `on_done`
+/// is called as each finishes (progress bars). Every sample gets an outcome, in job order:
+/// an error in one (even a bug that panics) never stops the others.
 pub fn render_many(
     jobs: &[SampleJob],
     views: &[ViewSpec],
     settings: &RenderSettings,
+    threads: Option<usize>,
     on_done: &(dyn Fn(&SampleOutcome) + Sync),
 ) -> Vec<SampleOutcome> {
-    jobs.par_iter()
-        .map(|job| {
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                render_sample(&job.files, views, settings, &job.out_dir)
-            }))
-            .unwrap_or_else(|_| {
-                Err(RenderError::malformed(
-                    job.files.first().cloned().unwrap_or_default(),
-                    "internal error while rendering (please report this file)",
-                ))
-            });
-            let outcome = SampleOutcome {
-                id: job.id.clone(),
-                result,
-            };
-            on_done(&outcome);
-            outcome
-        })
-        .collect()
+    let work = || {
+        jobs.par_iter()
+            .map(|job| {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    render_sample(&job.files, views, settings, &job.out_dir)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(RenderError::malformed(
+                        job.files.first().cloned().unwrap_or_default(),
+                        "internal error while rendering (please report this file)",
+                    ))
+                });
+                let outcome = SampleOutcome {
+                    id: job.id.clone(),
+                    result,
+                };
+                on_done(&outcome);
+                outcome
+            })
+            .collect()
+    };
+    match threads.map(|n| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build()
+    }) {
+        Some(Ok(pool)) => pool.install(work),
+        _ => work(),
+    }
 }
 
 /// SHA-256 over each file's name and bytes, in order (size-capped like loading).

@@ -84,7 +84,7 @@ fn a_bad_sample_does_not_stop_the_others() {
         ..RenderSettings::default()
     };
     let done = std::sync::atomic::AtomicUsize::new(0);
-    let outcomes = render_many(&jobs, &views, &settings, &|_| {
+    let outcomes = render_many(&jobs, &views, &settings, Some(2), &|_| {
         done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     });
     assert_eq!(done.into_inner(), 4);
