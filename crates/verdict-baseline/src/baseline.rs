@@ -71,6 +71,7 @@ impl Targets {
 }
 
 /// A fitted feature extractor.
+#[allow(clippy::large_enum_variant)] // one per model, never in collections
 pub enum Features {
     Tfidf(TfidfVectorizer),
     Embedding(SentenceEncoder),

@@ -107,7 +107,8 @@ pub fn minimize(
         }
         direction.iter_mut().for_each(|d| *d = -*d);
         let mut slope = dot(&direction, &gradient);
-        if !(slope < 0.0) || history.is_empty() {
+        // NaN slopes also restart from steepest descent.
+        if slope.is_nan() || slope >= 0.0 || history.is_empty() {
             history.clear();
             direction
                 .iter_mut()
@@ -169,6 +170,9 @@ pub fn minimize(
     report
 }
 
+/// `(step, value, slope)` at one trial step.
+type Point = (f64, f64, f64);
+
 struct Search {
     /// Objective at the accepted point (left in `trial_x` / `trial_g`); `None` on failure.
     value: Option<f64>,
@@ -200,7 +204,7 @@ fn line_search(
     // (step, value, slope) at the bracket ends.
     let mut previous = (0.0, value0, slope0);
     let mut step = first_step;
-    let mut bracket: Option<((f64, f64, f64), (f64, f64, f64))> = None;
+    let mut bracket: Option<(Point, Point)> = None;
     while evaluations < max_evaluations {
         let (value, slope) = evaluate(step, trial_x, trial_g);
         evaluations += 1;

@@ -71,7 +71,7 @@ impl LogisticRegression {
         sample_weights: Option<&[f64]>,
         config: &LogisticConfig,
     ) -> Result<(Self, SolverReport)> {
-        if !(config.c > 0.0) {
+        if config.c.is_nan() || config.c <= 0.0 {
             return Err(BaselineError::config(
                 "c",
                 format!("must be positive, got {}", config.c),
@@ -137,7 +137,7 @@ impl LogisticRegression {
             }
         }
         let weight_sum: f64 = weights.iter().sum();
-        if !(weight_sum > 0.0) {
+        if weight_sum.is_nan() || weight_sum <= 0.0 {
             return Err(BaselineError::Data("sample weights sum to zero".into()));
         }
         let outputs = if classes.len() == 2 { 1 } else { classes.len() };
