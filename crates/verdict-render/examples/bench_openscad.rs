@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! cargo run --release -p verdict-render --example bench_openscad -- \
-//!     [--size 512] [--views front,left,iso] [--repeat 3] [--threads 1,2] [--no-openscad] [--out DIR]
+//!     [--size 512] [--views front,left,iso] [--supersample 2] [--repeat 3] [--threads 1,2]
+//!     [--no-openscad] [--out DIR]
 //! ```
 //!
 //! OpenSCAD runs one process per view, as a pipeline that shells out to it would, under a
@@ -25,6 +26,7 @@ struct Options {
     repeat: usize,
     openscad: bool,
     threads: Vec<usize>,
+    supersample: u32,
     out: PathBuf,
 }
 
@@ -53,6 +55,7 @@ fn run() -> Result<(), String> {
     let views = ViewSpec::parse_list(&options.views).map_err(|e| e.to_string())?;
     let settings = RenderSettings {
         size: options.size,
+        supersample: options.supersample,
         ..RenderSettings::default()
     };
 
@@ -72,56 +75,57 @@ fn run() -> Result<(), String> {
         options.size
     );
 
-    // Verdict, single thread, per file.
+    // Per file, OpenSCAD then Verdict back to back, so both see the same machine load.
+    let openscad_version = if options.openscad {
+        openscad_version()
+    } else {
+        None
+    };
+    let display = match &openscad_version {
+        Some(_) => Some(XServer::start()?),
+        None => None,
+    };
+    let scad_out = options.out.join("openscad");
+    std::fs::create_dir_all(&scad_out).map_err(|e| e.to_string())?;
+    if let Some(display) = &display {
+        // Warm-up run, discarded.
+        openscad_view(display, &meshes[0].0, &views[0], options.size, &scad_out)?;
+    }
     let one = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
         .map_err(|e| e.to_string())?;
     let verdict_out = options.out.join("verdict");
     let mut verdict_per_file = Vec::new();
-    for (file, _) in &meshes {
-        let best = (0..options.repeat)
-            .map(|_| {
-                let _ = std::fs::remove_dir_all(&verdict_out);
-                let start = Instant::now();
-                one.install(|| {
-                    render_sample(
-                        &[file.clone()],
-                        &views,
-                        &settings,
-                        &sample_dir(&verdict_out, file),
-                    )
-                })
-                .map_err(|e| e.to_string())?;
-                Ok(start.elapsed())
-            })
-            .collect::<Result<Vec<_>, String>>()?
-            .into_iter()
-            .min()
-            .unwrap_or_default();
-        verdict_per_file.push(best / views.len() as u32);
-    }
-
-    // OpenSCAD, one process per view.
     let mut openscad_per_file: Vec<Option<Duration>> = vec![None; meshes.len()];
-    let openscad_version = if options.openscad {
-        openscad_version()
-    } else {
-        None
-    };
-    if let Some(version) = &openscad_version {
-        let display = XServer::start()?;
-        let scad_out = options.out.join("openscad");
-        std::fs::create_dir_all(&scad_out).map_err(|e| e.to_string())?;
-        // Warm-up run, discarded.
-        openscad_view(&display, &meshes[0].0, &views[0], options.size, &scad_out)?;
-        for (index, (file, _)) in meshes.iter().enumerate() {
+    for (index, (file, _)) in meshes.iter().enumerate() {
+        if let Some(display) = &display {
             let mut total = Duration::ZERO;
             for view in &views {
-                total += openscad_view(&display, file, view, options.size, &scad_out)?;
+                total += openscad_view(display, file, view, options.size, &scad_out)?;
             }
             openscad_per_file[index] = Some(total / views.len() as u32);
         }
+        // Mean over repeats (not the best run), like the single OpenSCAD measurement.
+        let mut total = Duration::ZERO;
+        for _ in 0..options.repeat {
+            let _ = std::fs::remove_dir_all(&verdict_out);
+            let start = Instant::now();
+            one.install(|| {
+                render_sample(
+                    &[file.clone()],
+                    &views,
+                    &settings,
+                    &sample_dir(&verdict_out, file),
+                )
+            })
+            .map_err(|e| e.to_string())?;
+            total += start.elapsed();
+        }
+        verdict_per_file.push(total / (options.repeat * views.len()) as u32);
+    }
+    drop(display);
+    if let Some(version) = &openscad_version {
         println!("OpenSCAD: {version}");
     }
 
@@ -252,6 +256,7 @@ fn parse_options() -> Result<Options, String> {
         repeat: 3,
         openscad: true,
         threads: vec![1, 2],
+        supersample: RenderSettings::default().supersample,
         out: std::env::temp_dir().join("verdict-bench-render"),
     };
     let mut args = std::env::args().skip(1);
@@ -265,6 +270,11 @@ fn parse_options() -> Result<Options, String> {
             }
             "--out" => options.out = PathBuf::from(value()?),
             "--no-openscad" => options.openscad = false,
+            "--supersample" => {
+                options.supersample = value()?
+                    .parse()
+                    .map_err(|_| "--supersample: not a number")?
+            }
             "--threads" => {
                 options.threads = value()?
                     .split(',')

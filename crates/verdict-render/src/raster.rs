@@ -383,18 +383,29 @@ fn outline_mask(
             || shader.facing[a as usize - 1].dot(shader.facing[b as usize - 1]) < cos_crease
     };
     let mut mask = vec![false; width * width];
+    // Compare whole rows through slices: no bounds checks in the hot loop, and the rare
+    // differing pair takes the slow path.
     for y in 0..width {
-        let row = y * width;
-        for x in 0..width {
-            let i = row + x;
-            let id = ids[i];
-            if x + 1 < width && ids[i + 1] != id && differs(i, i + 1) {
-                mask[i] = true;
-                mask[i + 1] = true;
+        let row = &ids[y * width..(y + 1) * width];
+        for (x, pair) in row.windows(2).enumerate() {
+            if pair[0] != pair[1] {
+                let i = y * width + x;
+                if differs(i, i + 1) {
+                    mask[i] = true;
+                    mask[i + 1] = true;
+                }
             }
-            if y + 1 < width && ids[i + width] != id && differs(i, i + width) {
-                mask[i] = true;
-                mask[i + width] = true;
+        }
+        if y + 1 < width {
+            let next = &ids[(y + 1) * width..(y + 2) * width];
+            for (x, (a, b)) in row.iter().zip(next).enumerate() {
+                if a != b {
+                    let i = y * width + x;
+                    if differs(i, i + width) {
+                        mask[i] = true;
+                        mask[i + width] = true;
+                    }
+                }
             }
         }
     }
