@@ -113,7 +113,7 @@ fn run() -> Result<(), String> {
             let start = Instant::now();
             one.install(|| {
                 render_sample(
-                    &[file.clone()],
+                    std::slice::from_ref(file),
                     &views,
                     &settings,
                     &sample_dir(&verdict_out, file),

@@ -172,7 +172,7 @@ fn output_is_byte_identical_across_runs_and_thread_counts() {
             .unwrap();
         let out_dir = dir.path().join(name);
         let out = pool
-            .install(|| render_sample(&[file.clone()], &views, &settings, &out_dir))
+            .install(|| render_sample(std::slice::from_ref(&file), &views, &settings, &out_dir))
             .unwrap();
         out.views
             .iter()

@@ -115,7 +115,7 @@ fn every_real_mesh_renders_visible_content_in_every_view() {
             continue;
         }
         let sample_dir = out.path().join(index.to_string());
-        let output = render_sample(&[file.clone()], &views, &settings, &sample_dir)
+        let output = render_sample(std::slice::from_ref(file), &views, &settings, &sample_dir)
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         assert_eq!(output.views.len(), views.len());
         for view in &output.views {

@@ -21,10 +21,10 @@ fn second_run_is_skipped_until_input_or_settings_change() {
         ..RenderSettings::default()
     };
     let out = dir.path().join("out");
-    let first = render_sample(&[file.clone()], &views, &settings, &out).unwrap();
+    let first = render_sample(std::slice::from_ref(&file), &views, &settings, &out).unwrap();
     assert!(!first.up_to_date);
     assert!(out.join("render.json").is_file());
-    let second = render_sample(&[file.clone()], &views, &settings, &out).unwrap();
+    let second = render_sample(std::slice::from_ref(&file), &views, &settings, &out).unwrap();
     assert!(second.up_to_date);
     assert_eq!(first.views, second.views);
 
@@ -33,7 +33,7 @@ fn second_run_is_skipped_until_input_or_settings_change() {
         ..settings.clone()
     };
     assert!(
-        !render_sample(&[file.clone()], &views, &bigger, &out)
+        !render_sample(std::slice::from_ref(&file), &views, &bigger, &out)
             .unwrap()
             .up_to_date
     );
@@ -43,7 +43,7 @@ fn second_run_is_skipped_until_input_or_settings_change() {
         &common::binary_stl(&common::cube(2.0)),
     );
     assert!(
-        !render_sample(&[file.clone()], &views, &bigger, &out)
+        !render_sample(std::slice::from_ref(&file), &views, &bigger, &out)
             .unwrap()
             .up_to_date
     );
@@ -146,7 +146,13 @@ fn triangle_cap_and_file_size_cap_are_enforced() {
         },
         ..RenderSettings::default()
     };
-    let error = render_sample(&[file.clone()], &views, &few, &dir.path().join("o")).unwrap_err();
+    let error = render_sample(
+        std::slice::from_ref(&file),
+        &views,
+        &few,
+        &dir.path().join("o"),
+    )
+    .unwrap_err();
     assert!(
         matches!(error, RenderError::TooManyTriangles { limit: 100, .. }),
         "{error}"
