@@ -24,9 +24,13 @@ fn query(sample: &serde_json::Value) -> Query {
                     match part["type"].as_str() {
                         Some("image") => {
                             let file = part["image"].as_str().expect("image name");
-                            query.images.push(load_image(&fixtures().join("images").join(file)).expect("image"));
+                            query.images.push(
+                                load_image(&fixtures().join("images").join(file)).expect("image"),
+                            );
                         }
-                        Some("text") => query.text = part["text"].as_str().expect("text").to_string(),
+                        Some("text") => {
+                            query.text = part["text"].as_str().expect("text").to_string()
+                        }
                         other => panic!("unexpected content part {other:?}"),
                     }
                 }
@@ -43,7 +47,8 @@ fn label_probabilities_from_image_files_match_reference() {
         let dir = fixtures().join(name);
         let classifier = Classifier::load(&dir, DType::F32, &Device::Cpu).expect("classifier");
         let reference: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+                .unwrap();
         let labels: Vec<String> = serde_json::from_value(reference["labels"].clone()).unwrap();
         for sample in reference["samples"].as_array().unwrap() {
             let scores = classifier.score(&query(sample), &labels).expect("score");
@@ -72,10 +77,17 @@ fn constrained_json_answer_is_always_valid() {
     };
     // A random model would almost never write valid JSON on its own; the constraint makes
     // every answer parse, with the label first and from the label set.
-    let answer = classifier.answer_json(&query, &labels, 24).expect("constrained answer");
+    let answer = classifier
+        .answer_json(&query, &labels, 24)
+        .expect("constrained answer");
     assert!(answer.text.starts_with("{\"label\""), "{}", answer.text);
     assert!(labels.contains(&answer.parsed.label));
     assert!((0.0..=1.0).contains(&answer.parsed.confidence));
     // The cap is checked before each character, so a multi-byte one may end just past it.
-    assert!(answer.parsed.reason.len() <= 24 + 3, "{:?} / {:?}", answer.text, answer.parsed);
+    assert!(
+        answer.parsed.reason.len() <= 24 + 3,
+        "{:?} / {:?}",
+        answer.text,
+        answer.parsed
+    );
 }

@@ -18,7 +18,12 @@ const IMAGE_TOKEN: u32 = 3;
 const QUESTION: u32 = 4;
 /// Answer tokens of the four classes: a red, green, blue or yellow shape.
 const ANSWERS: [u32; 4] = [10, 11, 12, 13];
-const COLOURS: [[f32; 3]; 4] = [[0.9, 0.15, 0.1], [0.1, 0.8, 0.2], [0.1, 0.2, 0.9], [0.9, 0.85, 0.1]];
+const COLOURS: [[f32; 3]; 4] = [
+    [0.9, 0.15, 0.1],
+    [0.1, 0.8, 0.2],
+    [0.1, 0.2, 0.9],
+    [0.9, 0.85, 0.1],
+];
 
 fn tiny_config(tied: bool, text_layers: usize, deepstack: &[usize]) -> Config {
     let json = serde_json::json!({
@@ -57,7 +62,11 @@ fn draw(class: usize, rng: &mut impl Rng) -> Vec<[f32; 3]> {
                 dx.abs() <= radius * 0.85 && dy.abs() <= radius * 0.85
             };
             let noise = rng.random_range(0.0..0.2f32);
-            pixels.push(if inside { colour } else { [0.45 + noise, 0.45 + noise, 0.45 + noise] });
+            pixels.push(if inside {
+                colour
+            } else {
+                [0.45 + noise, 0.45 + noise, 0.45 + noise]
+            });
         }
     }
     pixels
@@ -117,11 +126,22 @@ fn make_batch(classes: &[usize], rng: &mut impl Rng, device: &Device) -> Batch {
 
 /// Cross-entropy of the answer token predicted after the question token.
 fn loss(model: &Qwen3VL, batch: &Batch, classes: &[usize]) -> Tensor {
-    let out = model.forward(batch, None, Logits::Last, false).expect("forward");
+    let out = model
+        .forward(batch, None, Logits::Last, false)
+        .expect("forward");
     let log_probs = log_softmax_last_dim(&out.logits.squeeze(1).unwrap()).unwrap();
     let targets: Vec<u32> = classes.iter().map(|&c| ANSWERS[c]).collect();
-    let targets = Tensor::new(targets, log_probs.device()).unwrap().unsqueeze(1).unwrap();
-    log_probs.gather(&targets, 1).unwrap().mean_all().unwrap().neg().unwrap()
+    let targets = Tensor::new(targets, log_probs.device())
+        .unwrap()
+        .unsqueeze(1)
+        .unwrap();
+    log_probs
+        .gather(&targets, 1)
+        .unwrap()
+        .mean_all()
+        .unwrap()
+        .neg()
+        .unwrap()
 }
 
 fn build(config: &Config, device: &Device) -> (VarMap, Qwen3VL) {
@@ -148,14 +168,24 @@ fn every_trainable_parameter_gets_a_gradient() {
         for (name, var) in data.iter() {
             let total = grads
                 .get(var.as_tensor())
-                .map(|g| g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap())
+                .map(|g| {
+                    g.abs()
+                        .unwrap()
+                        .sum_all()
+                        .unwrap()
+                        .to_scalar::<f32>()
+                        .unwrap()
+                })
                 .unwrap_or(0.0);
             if total <= 0.0 || !total.is_finite() {
                 missing.push(name.clone());
             }
         }
         missing.sort();
-        assert!(missing.is_empty(), "no gradient (tied = {tied}) for: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "no gradient (tied = {tied}) for: {missing:?}"
+        );
     }
 }
 
@@ -195,6 +225,12 @@ fn tiny_model_learns_shape_colours_from_scratch() {
         correct += usize::from(best == class);
     }
     let accuracy = correct as f64 / held_out as f64;
-    println!("loss {:?} -> {last_loss}, held-out accuracy {accuracy}", first_loss);
-    assert!(accuracy >= 0.9, "held-out accuracy {accuracy} after {steps} steps (loss {last_loss})");
+    println!(
+        "loss {:?} -> {last_loss}, held-out accuracy {accuracy}",
+        first_loss
+    );
+    assert!(
+        accuracy >= 0.9,
+        "held-out accuracy {accuracy} after {steps} steps (loss {last_loss})"
+    );
 }

@@ -42,14 +42,18 @@ pub fn attention_mask(
         for i in 0..q_len {
             let query_position = past_len + i;
             for j in 0..kv_len {
-                let visible = (!causal || j <= query_position)
-                    && valid.map(|v| v[j]).unwrap_or(true);
+                let visible =
+                    (!causal || j <= query_position) && valid.map(|v| v[j]).unwrap_or(true);
                 let allowed = visible || j == query_position;
                 data.push(if allowed { 0f32 } else { f32::NEG_INFINITY });
             }
         }
     }
-    Ok(Tensor::from_vec(data, (rows.len(), 1, q_len, kv_len), device)?)
+    Ok(Tensor::from_vec(
+        data,
+        (rows.len(), 1, q_len, kv_len),
+        device,
+    )?)
 }
 
 /// Repeats each KV head `n_rep` times so grouped-query attention can use one matmul.
@@ -135,7 +139,8 @@ mod tests {
         let k = Tensor::randn(0f32, 1.0, (1, 2, 3, 8), &device)?;
         let v = Tensor::randn(0f32, 1.0, (1, 2, 3, 8), &device)?;
         let grouped = scaled_dot_product_attention(&q, &k, &v, None, 0.3)?;
-        let full = scaled_dot_product_attention(&q, &repeat_kv(&k, 2)?, &repeat_kv(&v, 2)?, None, 0.3)?;
+        let full =
+            scaled_dot_product_attention(&q, &repeat_kv(&k, 2)?, &repeat_kv(&v, 2)?, None, 0.3)?;
         let diff = (grouped - full)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(diff < 1e-6);
         Ok(())

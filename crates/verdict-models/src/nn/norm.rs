@@ -84,10 +84,18 @@ mod tests {
         let varmap = VarMap::new();
         let builder = LayerBuilder::new(VarBuilder::from_varmap(&varmap, DType::F32, &device));
         let norm = RmsNorm::new(4, 1e-6, &builder)?;
-        let xs = Var::from_vec(vec![1.0f32, -2.0, 3.0, 0.5, 0.1, 0.2, 0.3, 0.4], (2, 4), &device)?;
+        let xs = Var::from_vec(
+            vec![1.0f32, -2.0, 3.0, 0.5, 0.1, 0.2, 0.3, 0.4],
+            (2, 4),
+            &device,
+        )?;
         let ours = norm.forward(xs.as_tensor())?;
-        let fused = candle_nn::ops::rms_norm(xs.as_tensor(), &Tensor::ones(4, DType::F32, &device)?, 1e-6)?;
-        let diff = (ours.clone() - fused)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        let fused =
+            candle_nn::ops::rms_norm(xs.as_tensor(), &Tensor::ones(4, DType::F32, &device)?, 1e-6)?;
+        let diff = (ours.clone() - fused)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
         assert!(diff < 1e-5, "rms norm differs by {diff}");
         let grads = (ours * Tensor::new(&[1.0f32, 2.0, 3.0, 4.0], &device)?.unsqueeze(0)?)?
             .sum_all()?
@@ -111,7 +119,10 @@ mod tests {
             &Tensor::zeros(3, DType::F32, &device)?,
             1e-6,
         )?;
-        let diff = (norm.forward(&xs)? - fused)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        let diff = (norm.forward(&xs)? - fused)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
         assert!(diff < 1e-5, "layer norm differs by {diff}");
         Ok(())
     }

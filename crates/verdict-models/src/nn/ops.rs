@@ -105,11 +105,16 @@ mod tests {
         let xs = Var::from_vec(vec![1.0f32, 2.0, -3.0, 0.5, 4.0, 4.0], (2, 3), &device)?;
         let ours = softmax_last_dim(xs.as_tensor())?;
         let fused = candle_nn::ops::softmax_last_dim(xs.as_tensor())?;
-        let diff = (ours.clone() - fused)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        let diff = (ours.clone() - fused)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
         assert!(diff < 1e-6, "softmax differs by {diff}");
         let weights = Tensor::new(&[[1.0f32, 0.0, 0.0], [0.0, 1.0, 0.0]], &device)?;
         let grads = (ours * weights)?.sum_all()?.backward()?;
-        let grad = grads.get(xs.as_tensor()).expect("softmax input gets a gradient");
+        let grad = grads
+            .get(xs.as_tensor())
+            .expect("softmax input gets a gradient");
         assert!(grad.abs()?.sum_all()?.to_scalar::<f32>()? > 0.0);
         Ok(())
     }
@@ -127,7 +132,10 @@ mod tests {
     #[test]
     fn rotate_half_swaps_and_negates() -> Result<()> {
         let xs = Tensor::new(&[1.0f32, 2.0, 3.0, 4.0], &Device::Cpu)?;
-        assert_eq!(rotate_half(&xs)?.to_vec1::<f32>()?, vec![-3.0, -4.0, 1.0, 2.0]);
+        assert_eq!(
+            rotate_half(&xs)?.to_vec1::<f32>()?,
+            vec![-3.0, -4.0, 1.0, 2.0]
+        );
         Ok(())
     }
 }

@@ -48,7 +48,10 @@ impl Classifier {
     }
 
     pub fn new(model: Qwen3VL, preprocessor: Preprocessor) -> Self {
-        Self { model, preprocessor }
+        Self {
+            model,
+            preprocessor,
+        }
     }
 
     pub fn model(&self) -> &Qwen3VL {
@@ -60,9 +63,13 @@ impl Classifier {
     }
 
     fn prompt(&self, query: &Query) -> Result<super::model::Batch> {
-        let messages =
-            Preprocessor::classification_messages(query.system.as_deref(), query.images.len(), &query.text);
-        self.preprocessor.prompt(&messages, &query.images, self.model.device())
+        let messages = Preprocessor::classification_messages(
+            query.system.as_deref(),
+            query.images.len(),
+            &query.text,
+        );
+        self.preprocessor
+            .prompt(&messages, &query.images, self.model.device())
     }
 
     /// Probability of every label, from the log-probability of its tokens as the start of the
@@ -78,7 +85,12 @@ impl Classifier {
 
     /// Greedy answer restricted to `{"label": .., "confidence": .., "reason": ..}` with the label
     /// from `labels`; `max_reason_bytes` bounds the free-text part (and so the runtime).
-    pub fn answer_json(&self, query: &Query, labels: &[String], max_reason_bytes: usize) -> Result<JsonAnswer> {
+    pub fn answer_json(
+        &self,
+        query: &Query,
+        labels: &[String],
+        max_reason_bytes: usize,
+    ) -> Result<JsonAnswer> {
         let batch = self.prompt(query)?;
         let mut schema = LabelJsonSchema::new(labels.iter().cloned());
         schema.max_reason_bytes = max_reason_bytes;

@@ -215,7 +215,9 @@ impl Config {
         let text = &self.text_config;
         let vision = &self.vision_config;
         let fail = |msg: String| Err(Error::Config(msg));
-        if text.num_attention_heads == 0 || text.num_attention_heads % text.num_key_value_heads() != 0 {
+        if text.num_attention_heads == 0
+            || text.num_attention_heads % text.num_key_value_heads() != 0
+        {
             return fail(format!(
                 "text_config.num_attention_heads ({}) must be a positive multiple of num_key_value_heads ({})",
                 text.num_attention_heads,
@@ -255,7 +257,11 @@ impl Config {
                 vision.out_hidden_size, text.hidden_size
             ));
         }
-        if let Some(&index) = vision.deepstack_visual_indexes.iter().find(|&&i| i >= vision.depth) {
+        if let Some(&index) = vision
+            .deepstack_visual_indexes
+            .iter()
+            .find(|&&i| i >= vision.depth)
+        {
             return fail(format!(
                 "vision_config.deepstack_visual_indexes contains {index}, but depth is {}",
                 vision.depth

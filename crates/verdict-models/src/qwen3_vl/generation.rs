@@ -108,17 +108,28 @@ pub fn generate(
     loop {
         if let Some(c) = constraint.as_deref() {
             if c.is_done() {
-                return Ok(Generation { tokens, finish: FinishReason::ConstraintDone });
+                return Ok(Generation {
+                    tokens,
+                    finish: FinishReason::ConstraintDone,
+                });
             }
         }
         if tokens.len() >= config.max_new_tokens {
-            return Ok(Generation { tokens, finish: FinishReason::MaxTokens });
+            return Ok(Generation {
+                tokens,
+                finish: FinishReason::MaxTokens,
+            });
         }
-        let mut row = logits.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        let mut row = logits
+            .flatten_all()?
+            .to_dtype(DType::F32)?
+            .to_vec1::<f32>()?;
         if let Some(c) = constraint.as_deref() {
             if let Some(allowed) = c.allowed() {
                 if allowed.is_empty() {
-                    return Err(Error::Constraint("no token is allowed at this point".into()));
+                    return Err(Error::Constraint(
+                        "no token is allowed at this point".into(),
+                    ));
                 }
                 let mut masked = vec![f32::NEG_INFINITY; row.len()];
                 for &t in &allowed {
@@ -136,15 +147,24 @@ pub fn generate(
         }
         tokens.push(token);
         if config.stop_tokens.contains(&token) {
-            return Ok(Generation { tokens, finish: FinishReason::StopToken });
+            return Ok(Generation {
+                tokens,
+                finish: FinishReason::StopToken,
+            });
         }
         if let Some(c) = constraint.as_deref() {
             if c.is_done() {
-                return Ok(Generation { tokens, finish: FinishReason::ConstraintDone });
+                return Ok(Generation {
+                    tokens,
+                    finish: FinishReason::ConstraintDone,
+                });
             }
         }
         if tokens.len() >= config.max_new_tokens {
-            return Ok(Generation { tokens, finish: FinishReason::MaxTokens });
+            return Ok(Generation {
+                tokens,
+                finish: FinishReason::MaxTokens,
+            });
         }
         let positions = MropePositions::continuation(&next_position, 1);
         next_position = positions.next_position.clone();
@@ -181,7 +201,10 @@ pub fn generate_batch(
         .unwrap_or_else(|| vec![vec![true; prompts.seq_len()]; rows]);
     let mut logits = output.logits;
     let mut results: Vec<Generation> = (0..rows)
-        .map(|_| Generation { tokens: Vec::new(), finish: FinishReason::MaxTokens })
+        .map(|_| Generation {
+            tokens: Vec::new(),
+            finish: FinishReason::MaxTokens,
+        })
         .collect();
     let mut done = vec![false; rows];
     let filler = config.stop_tokens.first().copied().unwrap_or(0);
@@ -201,13 +224,23 @@ pub fn generate_batch(
             }
             step.push(vec![token]);
         }
-        if done.iter().all(|d| *d) || results.iter().all(|r| r.tokens.len() >= config.max_new_tokens) {
+        if done.iter().all(|d| *d)
+            || results
+                .iter()
+                .all(|r| r.tokens.len() >= config.max_new_tokens)
+        {
             break;
         }
         let positions = MropePositions::continuation(&next_position, 1);
         next_position = positions.next_position.clone();
         key_valid.iter_mut().for_each(|row| row.push(true));
-        logits = model.forward_continuation(&step, &positions, Some(&key_valid), &mut cache, Logits::Last)?;
+        logits = model.forward_continuation(
+            &step,
+            &positions,
+            Some(&key_valid),
+            &mut cache,
+            Logits::Last,
+        )?;
     }
     Ok(results)
 }
@@ -227,7 +260,9 @@ pub struct LabelScores {
 /// longest label) on copies of the prompt's KV cache.
 pub fn score_labels(model: &Qwen3VL, prompt: &Batch, labels: &[Vec<u32>]) -> Result<LabelScores> {
     if prompt.batch_size() != 1 || prompt.attention_mask.is_some() {
-        return Err(Error::Input("label scoring takes one unpadded prompt".into()));
+        return Err(Error::Input(
+            "label scoring takes one unpadded prompt".into(),
+        ));
     }
     if labels.is_empty() || labels.iter().any(Vec::is_empty) {
         return Err(Error::Input("every label needs at least one token".into()));
@@ -254,7 +289,8 @@ pub fn score_labels(model: &Qwen3VL, prompt: &Batch, labels: &[Vec<u32>]) -> Res
         let mut shared = cache.repeat_batch(labels.len())?;
         let next = vec![output.positions.next_position[0]; labels.len()];
         let positions = MropePositions::continuation(&next, steps);
-        let logits = model.forward_continuation(&inputs, &positions, None, &mut shared, Logits::All)?;
+        let logits =
+            model.forward_continuation(&inputs, &positions, None, &mut shared, Logits::All)?;
         let log_softmax = log_softmax_last_dim(&logits.to_dtype(DType::F32)?)?;
         for (i, label) in labels.iter().enumerate() {
             for (j, &token) in label.iter().enumerate().skip(1) {
@@ -306,6 +342,9 @@ mod tests {
     fn greedy_pick_is_argmax() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
         assert_eq!(pick(&[0.1, 3.0, -1.0], 0.0, &mut rng), 1);
-        assert_eq!(pick(&[f32::NEG_INFINITY, f32::NEG_INFINITY, 0.0], 1.0, &mut rng), 2);
+        assert_eq!(
+            pick(&[f32::NEG_INFINITY, f32::NEG_INFINITY, 0.0], 1.0, &mut rng),
+            2
+        );
     }
 }

@@ -29,7 +29,11 @@ pub struct Batch {
 
 impl Batch {
     /// A single text-only or image sequence without padding.
-    pub fn single(input_ids: Vec<u32>, pixel_values: Option<Tensor>, image_grid_thw: Vec<[usize; 3]>) -> Self {
+    pub fn single(
+        input_ids: Vec<u32>,
+        pixel_values: Option<Tensor>,
+        image_grid_thw: Vec<[usize; 3]>,
+    ) -> Self {
         Self {
             input_ids: vec![input_ids],
             attention_mask: None,
@@ -51,7 +55,11 @@ impl Batch {
         let mut mask = Vec::with_capacity(sequences.len());
         for seq in sequences {
             let pad = len - seq.len();
-            mask.push(std::iter::repeat_n(false, pad).chain(std::iter::repeat_n(true, seq.len())).collect());
+            mask.push(
+                std::iter::repeat_n(false, pad)
+                    .chain(std::iter::repeat_n(true, seq.len()))
+                    .collect(),
+            );
             ids.push(std::iter::repeat_n(pad_id, pad).chain(seq).collect());
         }
         Self {
@@ -119,7 +127,11 @@ impl Qwen3VL {
         } else {
             Some(builder.linear("lm_head", text_cfg.hidden_size, text_cfg.vocab_size, false)?)
         };
-        let rotary = TextRotary::new(text_cfg.head_dim(), text_cfg.rope_theta(), &text_cfg.mrope_section());
+        let rotary = TextRotary::new(
+            text_cfg.head_dim(),
+            text_cfg.rope_theta(),
+            &text_cfg.mrope_section(),
+        );
         Ok(Self {
             config: config.clone(),
             visual,
@@ -170,16 +182,23 @@ impl Qwen3VL {
     }
 
     /// Token embeddings with image features placed at image tokens, plus DeepStack indices.
-    fn embed_batch(&self, batch: &Batch) -> Result<(Tensor, Option<VisionOutput>, Option<Deepstack>)> {
+    fn embed_batch(
+        &self,
+        batch: &Batch,
+    ) -> Result<(Tensor, Option<VisionOutput>, Option<Deepstack>)> {
         let (b, s) = (batch.batch_size(), batch.seq_len());
         if batch.input_ids.iter().any(|row| row.len() != s) {
-            return Err(Error::Input("input_ids rows differ in length; pad them first".into()));
+            return Err(Error::Input(
+                "input_ids rows differ in length; pad them first".into(),
+            ));
         }
         let flat: Vec<u32> = batch.input_ids.iter().flatten().copied().collect();
         let ids = Tensor::from_vec(flat.clone(), (b, s), &self.device)?;
         let embeds = self.text.embed(&ids)?;
         let image_token = self.config.image_token_id;
-        let image_positions: Vec<usize> = (0..flat.len()).filter(|&i| flat[i] == image_token).collect();
+        let image_positions: Vec<usize> = (0..flat.len())
+            .filter(|&i| flat[i] == image_token)
+            .collect();
         let Some(pixel_values) = &batch.pixel_values else {
             if !image_positions.is_empty() {
                 return Err(Error::Input(format!(
@@ -206,7 +225,10 @@ impl Qwen3VL {
         }
         let take = Tensor::from_vec(take, flat.len(), &self.device)?;
         let table = Tensor::cat(
-            &[&embeds.reshape((b * s, hidden))?, &vision.embeds.to_dtype(embeds.dtype())?],
+            &[
+                &embeds.reshape((b * s, hidden))?,
+                &vision.embeds.to_dtype(embeds.dtype())?,
+            ],
             0,
         )?;
         let embeds = table.index_select(&take, 0)?.reshape((b, s, hidden))?;
@@ -228,7 +250,9 @@ impl Qwen3VL {
     ) -> Result<ForwardOutput> {
         if let Some(cache) = &cache {
             if !cache.is_empty() {
-                return Err(Error::Input("forward expects an empty cache; call reset() first".into()));
+                return Err(Error::Input(
+                    "forward expects an empty cache; call reset() first".into(),
+                ));
             }
         }
         let (embeds, vision, deepstack) = self.embed_batch(batch)?;
@@ -269,13 +293,25 @@ impl Qwen3VL {
         cache: &mut KvCache,
         logits: Logits,
     ) -> Result<Tensor> {
-        let (b, s) = (input_ids.len(), input_ids.first().map(Vec::len).unwrap_or(0));
+        let (b, s) = (
+            input_ids.len(),
+            input_ids.first().map(Vec::len).unwrap_or(0),
+        );
         let flat: Vec<u32> = input_ids.iter().flatten().copied().collect();
         let ids = Tensor::from_vec(flat, (b, s), &self.device)?;
         let embeds = self.text.embed(&ids)?;
         let past = cache.len();
         Ok(self
-            .forward_embeds(&embeds, positions, past, key_valid, Some(cache), None, logits, false)?
+            .forward_embeds(
+                &embeds,
+                positions,
+                past,
+                key_valid,
+                Some(cache),
+                None,
+                logits,
+                false,
+            )?
             .0)
     }
 
@@ -292,15 +328,22 @@ impl Qwen3VL {
         capture_hidden: bool,
     ) -> Result<(Tensor, Vec<Tensor>)> {
         let s = embeds.dim(1)?;
-        let (cos, sin) = self.rotary.cos_sin(positions, embeds.dtype(), &self.device)?;
+        let (cos, sin) = self
+            .rotary
+            .cos_sin(positions, embeds.dtype(), &self.device)?;
         let mask = if s == 1 && key_valid.is_none() {
             None
         } else {
             Some(attention_mask(s, past, true, key_valid, &self.device)?)
         };
-        let output = self
-            .text
-            .forward(embeds, (&cos, &sin), mask.as_ref(), cache, deepstack, capture_hidden)?;
+        let output = self.text.forward(
+            embeds,
+            (&cos, &sin),
+            mask.as_ref(),
+            cache,
+            deepstack,
+            capture_hidden,
+        )?;
         let hidden = match logits {
             Logits::All => output.hidden,
             Logits::Last => output.hidden.narrow(1, s - 1, 1)?,

@@ -67,7 +67,9 @@ impl MropePositions {
                 })?;
                 let (gh, gw) = (h / spatial_merge_size, w / spatial_merge_size);
                 let count = t * gh * gw;
-                if k + count > real.len() || real[k..k + count].iter().any(|&i| ids[i] != image_token_id) {
+                if k + count > real.len()
+                    || real[k..k + count].iter().any(|&i| ids[i] != image_token_id)
+                {
                     return Err(Error::Input(format!(
                         "sequence {row}: image with grid {t}x{h}x{w} needs {count} consecutive image tokens"
                     )));
@@ -76,8 +78,11 @@ impl MropePositions {
                 for ti in 0..t {
                     for hi in 0..gh {
                         for wi in 0..gw {
-                            row_positions[real[k + n]] =
-                                [current + ti as u32, current + hi as u32, current + wi as u32];
+                            row_positions[real[k + n]] = [
+                                current + ti as u32,
+                                current + hi as u32,
+                                current + wi as u32,
+                            ];
                             n += 1;
                         }
                     }
@@ -288,7 +293,16 @@ mod tests {
         let order = vision_patch_positions(&[[1, 2, 4]], 2);
         assert_eq!(
             order,
-            vec![[0, 0], [0, 1], [1, 0], [1, 1], [0, 2], [0, 3], [1, 2], [1, 3]]
+            vec![
+                [0, 0],
+                [0, 1],
+                [1, 0],
+                [1, 1],
+                [0, 2],
+                [0, 3],
+                [1, 2],
+                [1, 3]
+            ]
         );
     }
 }

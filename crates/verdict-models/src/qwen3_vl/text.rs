@@ -51,7 +51,9 @@ impl KvCache {
         let repeat = |t: &Tensor| -> Result<Tensor> {
             let (b, h, s, d) = t.dims4()?;
             if b != 1 {
-                return Err(Error::Input(format!("can only repeat a batch-1 cache, got {b}")));
+                return Err(Error::Input(format!(
+                    "can only repeat a batch-1 cache, got {b}"
+                )));
             }
             Ok(t.broadcast_as((n, h, s, d))?.contiguous()?)
         };
@@ -110,11 +112,14 @@ impl Attention {
         cache: Option<&mut Option<(Tensor, Tensor)>>,
     ) -> Result<Tensor> {
         let (b, s, _) = xs.dims3()?;
-        let heads = |t: Tensor, n: usize| -> Result<Tensor> {
-            Ok(t.reshape((b, s, n, self.head_dim))?)
-        };
-        let q = self.q_norm.forward(&heads(self.q_proj.forward(xs)?, self.num_heads)?)?;
-        let k = self.k_norm.forward(&heads(self.k_proj.forward(xs)?, self.num_kv_heads)?)?;
+        let heads =
+            |t: Tensor, n: usize| -> Result<Tensor> { Ok(t.reshape((b, s, n, self.head_dim))?) };
+        let q = self
+            .q_norm
+            .forward(&heads(self.q_proj.forward(xs)?, self.num_heads)?)?;
+        let k = self
+            .k_norm
+            .forward(&heads(self.k_proj.forward(xs)?, self.num_kv_heads)?)?;
         let v = heads(self.v_proj.forward(xs)?, self.num_kv_heads)?;
         let q = apply_rotary(&q.transpose(1, 2)?, cos, sin)?;
         let k = apply_rotary(&k.transpose(1, 2)?, cos, sin)?;
@@ -135,7 +140,9 @@ impl Attention {
         };
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let out = scaled_dot_product_attention(&q, &k, &v, mask, scale)?;
-        let out = out.transpose(1, 2)?.reshape((b, s, self.num_heads * self.head_dim))?;
+        let out = out
+            .transpose(1, 2)?
+            .reshape((b, s, self.num_heads * self.head_dim))?;
         self.o_proj.forward(&out)
     }
 }
@@ -178,13 +185,15 @@ impl DecoderLayer {
         mask: Option<&Tensor>,
         cache: Option<&mut Option<(Tensor, Tensor)>>,
     ) -> Result<Tensor> {
-        let attn = self
-            .self_attn
-            .forward(&self.input_layernorm.forward(xs)?, cos, sin, mask, cache)?;
+        let attn =
+            self.self_attn
+                .forward(&self.input_layernorm.forward(xs)?, cos, sin, mask, cache)?;
         let xs = (xs + attn)?;
         let normed = self.post_attention_layernorm.forward(&xs)?;
         let gate = self.act.forward(&self.gate_proj.forward(&normed)?)?;
-        let mlp = self.down_proj.forward(&(gate * self.up_proj.forward(&normed)?)?)?;
+        let mlp = self
+            .down_proj
+            .forward(&(gate * self.up_proj.forward(&normed)?)?)?;
         Ok((xs + mlp)?)
     }
 }
@@ -222,7 +231,10 @@ impl TextModel {
         let embed_tokens = builder.pp("embed_tokens").get(
             (cfg.vocab_size, cfg.hidden_size),
             "weight",
-            Init::Randn { mean: 0.0, stdev: 0.02 },
+            Init::Randn {
+                mean: 0.0,
+                stdev: 0.02,
+            },
         )?;
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| DecoderLayer::new(cfg, &builder.pp(format!("layers.{i}"))))

@@ -40,7 +40,10 @@ impl PatchEmbed {
             cfg.patch_size,
         );
         let bound = 1.0 / (cfg.patch_dim() as f64).sqrt();
-        let init = Init::Uniform { lo: -bound, up: bound };
+        let init = Init::Uniform {
+            lo: -bound,
+            up: bound,
+        };
         let weight = builder.get(shape, "weight", init)?;
         let bias = builder.get(cfg.hidden_size, "bias", init)?;
         let weight = weight.reshape((cfg.hidden_size, cfg.patch_dim()))?;
@@ -51,7 +54,9 @@ impl PatchEmbed {
     /// `pixels`: `(patches, channels * temporal * patch * patch)` -> `(patches, hidden)`.
     fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
         let pixels = pixels.to_dtype(self.weight.dtype())?;
-        Ok(pixels.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?)
+        Ok(pixels
+            .matmul(&self.weight.t()?)?
+            .broadcast_add(&self.bias)?)
     }
 }
 
@@ -133,7 +138,8 @@ impl VisionAttention {
             let take = |t: &Tensor| -> Result<Tensor> {
                 Ok(t.narrow(0, start, len)?.transpose(0, 1)?.unsqueeze(0)?)
             };
-            let out = scaled_dot_product_attention(&take(&q)?, &take(&k)?, &take(&v)?, None, scale)?;
+            let out =
+                scaled_dot_product_attention(&take(&q)?, &take(&k)?, &take(&v)?, None, scale)?;
             outputs.push(out.squeeze(0)?.transpose(0, 1)?.reshape((len, ()))?);
             start += len;
         }
@@ -166,8 +172,13 @@ impl VisionBlock {
     }
 
     fn forward(&self, xs: &Tensor, cos: &Tensor, sin: &Tensor, chunks: &[usize]) -> Result<Tensor> {
-        let xs = (xs + self.attn.forward(&self.norm1.forward(xs)?, cos, sin, chunks)?)?;
-        let hidden = self.act.forward(&self.fc1.forward(&self.norm2.forward(&xs)?)?)?;
+        let xs = (xs
+            + self
+                .attn
+                .forward(&self.norm1.forward(xs)?, cos, sin, chunks)?)?;
+        let hidden = self
+            .act
+            .forward(&self.fc1.forward(&self.norm2.forward(&xs)?)?)?;
         Ok((&xs + self.fc2.forward(&hidden)?)?)
     }
 }
@@ -186,7 +197,11 @@ struct PatchMerger {
 impl PatchMerger {
     fn new(cfg: &VisionConfig, postshuffle_norm: bool, builder: &LayerBuilder) -> Result<Self> {
         let merged_size = cfg.hidden_size * cfg.spatial_merge_size * cfg.spatial_merge_size;
-        let norm_size = if postshuffle_norm { merged_size } else { cfg.hidden_size };
+        let norm_size = if postshuffle_norm {
+            merged_size
+        } else {
+            cfg.hidden_size
+        };
         Ok(Self {
             norm: LayerNorm::new(norm_size, 1e-6, &builder.pp("norm"))?,
             fc1: builder.linear("linear_fc1", merged_size, merged_size, true)?,
@@ -226,7 +241,10 @@ impl VisionModel {
         let pos_embed = builder.pp("pos_embed").get(
             (cfg.num_position_embeddings, cfg.hidden_size),
             "weight",
-            Init::Randn { mean: 0.0, stdev: 0.02 },
+            Init::Randn {
+                mean: 0.0,
+                stdev: 0.02,
+            },
         )?;
         let blocks = (0..cfg.depth)
             .map(|i| VisionBlock::new(cfg, &builder.pp(format!("blocks.{i}"))))
@@ -279,7 +297,10 @@ impl VisionModel {
                 self.cfg.patch_dim()
             )));
         }
-        if let Some(bad) = grid_thw.iter().find(|[_, h, w]| h % merge != 0 || w % merge != 0) {
+        if let Some(bad) = grid_thw
+            .iter()
+            .find(|[_, h, w]| h % merge != 0 || w % merge != 0)
+        {
             return Err(Error::Input(format!(
                 "image grid {bad:?} is not a multiple of the merge size {merge}"
             )));
@@ -298,7 +319,12 @@ impl VisionModel {
         let mut deepstack = Vec::with_capacity(self.deepstack_mergers.len());
         for (layer, block) in self.blocks.iter().enumerate() {
             xs = block.forward(&xs, &cos, &sin, &chunks)?;
-            if let Some(tap) = self.cfg.deepstack_visual_indexes.iter().position(|&i| i == layer) {
+            if let Some(tap) = self
+                .cfg
+                .deepstack_visual_indexes
+                .iter()
+                .position(|&i| i == layer)
+            {
                 deepstack.push(self.deepstack_mergers[tap].forward(&xs)?);
             }
         }

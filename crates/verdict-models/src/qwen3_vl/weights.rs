@@ -17,13 +17,20 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
             path: index.clone(),
             source,
         })?;
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|source| Error::Json {
-            path: index.clone(),
-            source,
-        })?;
-        let map = json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| {
-            Error::Config(format!("{}: missing object field \"weight_map\"", index.display()))
-        })?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|source| Error::Json {
+                path: index.clone(),
+                source,
+            })?;
+        let map = json
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "{}: missing object field \"weight_map\"",
+                    index.display()
+                ))
+            })?;
         let files: BTreeSet<&str> = map.values().filter_map(|v| v.as_str()).collect();
         return Ok(files.into_iter().map(|f| dir.join(f)).collect());
     }
@@ -56,7 +63,10 @@ pub fn load_tensors(files: &[PathBuf], device: &Device) -> Result<HashMap<String
         if !file.exists() {
             return Err(Error::Io {
                 path: file.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "shard listed but missing"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "shard listed but missing",
+                ),
             });
         }
         let shard = candle_core::safetensors::load(file, device).map_err(|e| {
