@@ -7,6 +7,6 @@ pub mod nn;
 pub mod qwen3_vl;
 pub mod token_bytes;
 
-pub use error::{Error, Result};
 /// Tensor types callers need to pick a precision and device without depending on candle.
 pub use candle_core::{DType, Device};
+pub use error::{Error, Result};

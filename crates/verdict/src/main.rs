@@ -27,8 +27,6 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     // <commands-enum>
-    /// Fetch and list the pretrained default models (OpenNSFW, all-MiniLM-L6-v2) in the local model store.
-    Models(commands::models::Args),
     /// Classify images and/or text with a local Qwen3-VL checkpoint: label probabilities or a constrained JSON answer.
     Predict(commands::predict::Args),
     /// Render mesh files (STL, OBJ, 3MF) to multi-view PNGs.
@@ -52,7 +50,6 @@ fn main() -> std::process::ExitCode {
     commands::init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         // <commands-dispatch>
-        Command::Models(args) => commands::models::run(args),
         Command::Predict(args) => commands::predict::run(args),
         Command::Render(args) => commands::render::run(args),
         Command::Run(args) => commands::run::run(args),

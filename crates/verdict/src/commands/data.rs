@@ -47,6 +47,12 @@ pub enum DataCommand {
         #[command(flatten)]
         data: DataDir,
     },
+    /// Render every sample's meshes into work/rendered/<sample_id>/<view>.png.
+    Render {
+        task: PathBuf,
+        #[command(flatten)]
+        data: DataDir,
+    },
     /// Assign splits; draw and seal the benchmark if the task asks for one.
     Split {
         task: PathBuf,
@@ -79,6 +85,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         DataCommand::Import { task, strict, data } => {
             import(&open(&task, &data)?, strict)?;
+        }
+        DataCommand::Render { task, data } => {
+            render(&open(&task, &data)?)?;
         }
         DataCommand::Split {
             task,
@@ -138,6 +147,34 @@ pub fn import(
         }
     ));
     Ok(report)
+}
+
+/// Renders meshes when the task has mesh input; a no-op otherwise.
+pub fn render(workspace: &Workspace) -> anyhow::Result<()> {
+    if !workspace
+        .task
+        .inputs
+        .contains(&verdict_core::task::Modality::Mesh)
+    {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let summary = super::render_stage::render_task(workspace)?;
+    super::progress::report_done(
+        started,
+        &format!(
+            "rendered {} samples ({} up to date, {} failed{})",
+            summary.rendered,
+            summary.up_to_date,
+            summary.failed,
+            if summary.failed > 0 {
+                "; see meta.render_error in the manifest"
+            } else {
+                ""
+            }
+        ),
+    );
+    Ok(())
 }
 
 pub fn split(

@@ -5,12 +5,12 @@ pub mod baseline;
 pub mod data;
 pub mod eval;
 pub mod init;
-pub mod models;
 pub mod package;
 mod pipeline;
 pub mod predict;
 mod progress;
 pub mod render;
+mod render_stage;
 pub mod run;
 
 /// Logs go to stderr so that stdout stays for results.

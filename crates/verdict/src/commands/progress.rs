@@ -27,8 +27,13 @@ impl Stage {
 
     pub fn done(self, message: &str) {
         self.bar.finish_and_clear();
-        eprintln!("✓ {message} ({:.1}s)", self.started.elapsed().as_secs_f64());
+        report_done(self.started, message);
     }
+}
+
+/// The line printed when a stage finishes.
+pub fn report_done(started: Instant, message: &str) {
+    eprintln!("✓ {message} ({:.1}s)", started.elapsed().as_secs_f64());
 }
 
 /// A bar over `total` items with rate and ETA.

@@ -40,6 +40,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     data::fetch(&workspace)?;
     data::import(&workspace, args.strict)?;
+    data::render(&workspace)?;
     data::split(&workspace, false)?;
     let samples = workspace.current_samples()?;
     let stats = verdict_core::stats::compute(&samples, &workspace.task);
