@@ -97,7 +97,8 @@ mod tests {
             .max_all()?
             .to_scalar::<f32>()?;
         assert!(diff < 1e-5, "rms norm differs by {diff}");
-        let grads = (ours * Tensor::new(&[1.0f32, 2.0, 3.0, 4.0], &device)?.unsqueeze(0)?)?
+        let grads = ours
+            .broadcast_mul(&Tensor::new(&[1.0f32, 2.0, 3.0, 4.0], &device)?.unsqueeze(0)?)?
             .sum_all()?
             .backward()?;
         for var in varmap.all_vars() {
