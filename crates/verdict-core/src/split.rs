@@ -205,20 +205,6 @@ pub fn split_by_fractions(
         .collect()
 }
 
-/// Counts per split and stratum, for reports and tests.
-pub fn counts(samples: &[Sample]) -> BTreeMap<(String, String), usize> {
-    let mut counts = BTreeMap::new();
-    for sample in samples {
-        let split = sample.split.map_or("(none)", Split::name).to_string();
-        let stratum = sample
-            .label
-            .as_ref()
-            .map_or_else(|| "(unlabelled)".into(), LabelValue::stratum);
-        *counts.entry((split, stratum)).or_default() += 1;
-    }
-    counts
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

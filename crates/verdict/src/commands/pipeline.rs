@@ -55,10 +55,11 @@ fn text_of(sample: &Sample) -> &str {
 }
 
 fn single_label(sample: &Sample) -> anyhow::Result<&str> {
-    match &sample.label {
-        Some(LabelValue::Single(label)) => Ok(label),
-        _ => bail!("sample `{}` has no single label", sample.sample_id),
-    }
+    sample
+        .label
+        .as_ref()
+        .and_then(LabelValue::as_single)
+        .with_context(|| format!("sample `{}` has no single label", sample.sample_id))
 }
 
 /// Runs the stages the task enables; returns `None` when none applies yet.
