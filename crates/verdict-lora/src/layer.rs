@@ -1,0 +1,142 @@
+//! The adapted linear layer: `base(x) + scaling * dropout(x) @ A^T @ B^T`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use candle_core::{Module, Tensor, Var};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use verdict_models::nn::LinearLayer;
+
+/// Position of the dropout random stream, enough to continue it exactly after a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RngState {
+    pub seed: u64,
+    /// 32-bit words consumed so far (ChaCha8 word position).
+    pub word_pos: u128,
+}
+
+/// Training switch and random stream shared by every adapter of one factory.
+///
+/// Dropout masks are drawn on the host from one seeded stream (candle's CPU random source
+/// cannot be seeded), so a run on CPU is reproducible and resumable from an [`RngState`].
+#[derive(Debug)]
+pub(crate) struct Shared {
+    training: AtomicBool,
+    rng: Mutex<(u64, ChaCha8Rng)>,
+}
+
+impl Shared {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self {
+            training: AtomicBool::new(false),
+            rng: Mutex::new((seed, ChaCha8Rng::seed_from_u64(seed))),
+        }
+    }
+
+    pub(crate) fn set_training(&self, training: bool) {
+        self.training.store(training, Ordering::SeqCst);
+    }
+
+    pub(crate) fn training(&self) -> bool {
+        self.training.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn rng_state(&self) -> RngState {
+        let guard = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        RngState {
+            seed: guard.0,
+            word_pos: guard.1.get_word_pos(),
+        }
+    }
+
+    pub(crate) fn set_rng_state(&self, state: RngState) {
+        let mut rng = ChaCha8Rng::seed_from_u64(state.seed);
+        rng.set_word_pos(state.word_pos);
+        *self.rng.lock().unwrap_or_else(|e| e.into_inner()) = (state.seed, rng);
+    }
+
+    /// Inverted-dropout mask values: `0` with probability `p`, else `1 / (1 - p)`.
+    fn mask(&self, len: usize, p: f64) -> Vec<f32> {
+        let keep_scale = (1.0 / (1.0 - p)) as f32;
+        let mut guard = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        (0..len)
+            .map(|_| {
+                if guard.1.random::<f64>() < p {
+                    0.0
+                } else {
+                    keep_scale
+                }
+            })
+            .collect()
+    }
+}
+
+/// One LoRA adapter: trainable `A` `(r, in)` and `B` `(out, r)` plus its scaling.
+#[derive(Debug, Clone)]
+pub struct Adapter {
+    pub a: Var,
+    pub b: Var,
+    pub scaling: f64,
+}
+
+impl Adapter {
+    /// The dense update `scaling * B @ A`, `(out, in)` in the adapter's dtype.
+    pub fn delta_weight(&self) -> candle_core::Result<Tensor> {
+        self.b.as_tensor().matmul(self.a.as_tensor())? * self.scaling
+    }
+}
+
+/// A frozen base layer plus an adapter. Base weights are plain tensors, never variables of
+/// the optimiser, so training cannot change them.
+#[derive(Debug)]
+pub struct LoraLinear {
+    base: Arc<dyn LinearLayer>,
+    adapter: Adapter,
+    dropout: f64,
+    shared: Arc<Shared>,
+}
+
+impl LoraLinear {
+    pub(crate) fn new(
+        base: Arc<dyn LinearLayer>,
+        adapter: Adapter,
+        dropout: f64,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Self {
+            base,
+            adapter,
+            dropout,
+            shared,
+        }
+    }
+
+    pub fn adapter(&self) -> &Adapter {
+        &self.adapter
+    }
+}
+
+impl LinearLayer for LoraLinear {
+    /// # Shapes
+    /// `xs`: `(.., in)` -> `(.., out)`.
+    fn forward(&self, xs: &Tensor) -> verdict_models::Result<Tensor> {
+        let base = self.base.forward(xs)?;
+        let dtype = xs.dtype();
+        let input = if self.dropout > 0.0 && self.shared.training() {
+            let mask = self.shared.mask(xs.elem_count(), self.dropout);
+            let mask = Tensor::from_vec(mask, xs.shape(), xs.device())?.to_dtype(dtype)?;
+            (xs * mask)?
+        } else {
+            xs.clone()
+        };
+        // Adapter variables may be kept in f32 while the model runs in bf16; the cast is cheap
+        // (r rows) and carries gradients back to the f32 masters.
+        let a = self.adapter.a.as_tensor().to_dtype(dtype)?;
+        let b = self.adapter.b.as_tensor().to_dtype(dtype)?;
+        let down = candle_nn::Linear::new(a, None).forward(&input)?;
+        let up = candle_nn::Linear::new(b, None).forward(&down)?;
+        Ok((base + (up * self.adapter.scaling)?)?)
+    }
+}
