@@ -45,6 +45,14 @@ struct PeftConfigFile {
     alpha_pattern: Option<serde_json::Map<String, serde_json::Value>>,
     #[serde(default)]
     modules_to_save: Option<serde_json::Value>,
+    #[serde(default)]
+    lora_bias: bool,
+    #[serde(default)]
+    trainable_token_indices: Option<serde_json::Value>,
+    #[serde(default)]
+    target_parameters: Option<serde_json::Value>,
+    #[serde(default)]
+    layer_replication: Option<serde_json::Value>,
 }
 
 /// Reads `adapter_config.json`, refusing options whose computation differs from plain LoRA.
@@ -84,6 +92,18 @@ pub fn read_config(dir: &Path) -> Result<LoraConfig> {
         .is_some_and(|m| !m.is_null() && m.as_array().is_none_or(|a| !a.is_empty()))
     {
         return Err(unsupported("modules_to_save", "with entries"));
+    }
+    if file.lora_bias {
+        return Err(unsupported("lora_bias", "true"));
+    }
+    for (field, value) in [
+        ("trainable_token_indices", &file.trainable_token_indices),
+        ("target_parameters", &file.target_parameters),
+        ("layer_replication", &file.layer_replication),
+    ] {
+        if value.as_ref().is_some_and(|v| !v.is_null()) {
+            return Err(unsupported(field, "with a value"));
+        }
     }
     let config = LoraConfig {
         r: file.r,
