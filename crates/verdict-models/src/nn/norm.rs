@@ -6,6 +6,13 @@ use candle_nn::Init;
 use super::builder::LayerBuilder;
 use crate::Result;
 
+/// Whether candle's fused norm kernel computes what the reference does: always in f32; in
+/// half precision only on CUDA, whose kernels accumulate and scale in f32 (the CPU kernels
+/// round the scale to the half type first, which costs visible accuracy).
+fn fused_is_exact(xs: &Tensor, weight: &Tensor) -> bool {
+    xs.dtype() == weight.dtype() && (xs.dtype() == DType::F32 || xs.device().is_cuda())
+}
+
 /// Root-mean-square norm as in T5/Llama/Qwen: `weight * x / sqrt(mean(x^2) + eps)`,
 /// computed in f32 and cast back to the input dtype before the weight multiplies, like the
 /// reference implementation.
@@ -28,6 +35,15 @@ impl RmsNorm {
     /// # Shapes
     /// `xs`: `(.., size)`; the result has the same shape.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if !xs.track_op() && !self.weight.track_op() && fused_is_exact(xs, &self.weight) {
+            // Inference: the fused kernel also accumulates in f32; it applies the weight before
+            // the final cast, which differs from the reference only by one rounding.
+            return Ok(candle_nn::ops::rms_norm(
+                &xs.contiguous()?,
+                &self.weight,
+                self.eps as f32,
+            )?);
+        }
         let dtype = xs.dtype();
         let xs32 = xs.to_dtype(DType::F32)?;
         let variance = xs32.sqr()?.mean_keepdim(D::Minus1)?;
@@ -56,6 +72,19 @@ impl LayerNorm {
     /// # Shapes
     /// `xs`: `(.., size)`; the result has the same shape.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if !xs.track_op()
+            && !self.weight.track_op()
+            && !self.bias.track_op()
+            && fused_is_exact(xs, &self.weight)
+        {
+            // Inference: one fused kernel (f32 statistics) instead of nine passes.
+            return Ok(candle_nn::ops::layer_norm(
+                &xs.contiguous()?,
+                &self.weight,
+                &self.bias,
+                self.eps as f32,
+            )?);
+        }
         let dtype = xs.dtype();
         let xs32 = xs.to_dtype(DType::F32)?;
         let mean = xs32.mean_keepdim(D::Minus1)?;
@@ -103,6 +132,33 @@ mod tests {
             .backward()?;
         for var in varmap.all_vars() {
             assert!(grads.get(var.as_tensor()).is_some());
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn inference_fast_paths_match_the_differentiable_ones() -> Result<()> {
+        let device = Device::Cpu;
+        let xs = Tensor::new(&[[1.0f32, 5.0, -2.0], [0.0, 0.1, 0.2]], &device)?;
+        let weight = Tensor::new(&[0.5f32, 2.0, -1.0], &device)?;
+        let bias = Tensor::new(&[0.1f32, 0.0, 0.3], &device)?;
+        // A variable input forces the differentiable path; the plain one takes the fused kernel.
+        let tracked = Var::from_tensor(&xs)?;
+        let rms = RmsNorm::from_weight(weight.clone(), 1e-6);
+        let layer = LayerNorm {
+            weight,
+            bias,
+            eps: 1e-6,
+        };
+        for (fast, slow) in [
+            (rms.forward(&xs)?, rms.forward(tracked.as_tensor())?),
+            (layer.forward(&xs)?, layer.forward(tracked.as_tensor())?),
+        ] {
+            let diff = (fast - slow)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(
+                diff < 1e-5,
+                "fused and differentiable paths differ by {diff}"
+            );
         }
         Ok(())
     }

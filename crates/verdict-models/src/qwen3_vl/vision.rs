@@ -131,6 +131,27 @@ impl VisionAttention {
         let k = rotate(1)?;
         let v = qkv.narrow(1, 2, 1)?.squeeze(1)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
+        if let Some(&len) = chunks.first() {
+            if chunks.len() > 1 && chunks.iter().all(|&c| c == len) && len * chunks.len() == patches
+            {
+                // Same-sized frames (a batch of equally sized images): one batched attention
+                // call instead of one per frame.
+                let frames = chunks.len();
+                let split = |t: &Tensor| -> Result<Tensor> {
+                    Ok(t.reshape((frames, len, self.num_heads, self.head_dim))?
+                        .transpose(1, 2)?)
+                };
+                let out = scaled_dot_product_attention(
+                    &split(&q)?,
+                    &split(&k)?,
+                    &split(&v)?,
+                    None,
+                    scale,
+                )?;
+                let out = out.transpose(1, 2)?.reshape((patches, ()))?;
+                return self.proj.forward(&out);
+            }
+        }
         let mut outputs = Vec::with_capacity(chunks.len());
         let mut start = 0;
         for &len in chunks {
