@@ -28,6 +28,8 @@ pub enum CoreError {
     Sealed { path: PathBuf, message: String },
     #[error("fetch {what}: {message}")]
     Fetch { what: String, message: String },
+    #[error("stages: {0}")]
+    Stage(String),
 }
 
 impl CoreError {

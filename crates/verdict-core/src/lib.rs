@@ -12,6 +12,7 @@ pub mod manifest;
 pub mod provenance;
 pub mod seal;
 pub mod split;
+pub mod stages;
 pub mod stats;
 pub mod task;
 pub mod templates;

@@ -125,7 +125,7 @@ impl Workspace {
 
     /// A file source is hashed whole; a folder source by a digest of its sorted file list with
     /// sizes and per-file hashes.
-    fn source_hash(&self, source: &SourceSpec) -> Result<InputHash> {
+    pub fn source_hash(&self, source: &SourceSpec) -> Result<InputHash> {
         let path = match source {
             SourceSpec::Manifest { path }
             | SourceSpec::Listings { path, .. }

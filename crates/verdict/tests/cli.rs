@@ -145,3 +145,96 @@ fn bad_task_file_names_the_key() {
         .failure()
         .stderr(predicate::str::contains("task.toml").and(predicate::str::contains("labelz")));
 }
+
+/// Stage statuses from the closing table of `verdict run` (stderr).
+fn stage_statuses(stderr: &str) -> Vec<(String, String)> {
+    let table = stderr
+        .rsplit_once("stage      status")
+        .map(|(_, t)| t)
+        .unwrap_or("");
+    table
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (stage, rest) = l.split_once(' ').unwrap_or((l, ""));
+            (stage.to_string(), rest.trim().to_string())
+        })
+        .collect()
+}
+
+fn run_task(task: &Path, extra: &[&str]) -> Vec<(String, String)> {
+    let output = verdict().arg("run").arg(task).args(extra).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(output.status.success(), "verdict run failed:\n{stderr}");
+    stage_statuses(&stderr)
+}
+
+fn status_of<'a>(statuses: &'a [(String, String)], stage: &str) -> &'a str {
+    statuses
+        .iter()
+        .find(|(s, _)| s == stage)
+        .map(|(_, status)| status.as_str())
+        .unwrap_or_else(|| panic!("no stage {stage} in {statuses:?}"))
+}
+
+#[test]
+fn run_caches_stages_and_reruns_only_what_changed() {
+    let (dir, task) = listings_task();
+    let first = run_task(&task, &[]);
+    for stage in ["import", "split", "baseline", "evaluate"] {
+        assert!(status_of(&first, stage).starts_with("ran"), "{first:?}");
+    }
+    assert!(dir.path().join("work/report/summary.json").is_file());
+
+    // Same task again: nothing to do.
+    let second = run_task(&task, &[]);
+    for stage in ["fetch", "import", "split", "baseline", "evaluate"] {
+        assert!(
+            status_of(&second, stage).starts_with("up to date"),
+            "{second:?}"
+        );
+    }
+
+    // A baseline setting changes: only the baseline and what reads its predictions rerun.
+    let text = fs::read_to_string(&task).unwrap();
+    fs::write(&task, format!("{text}\n[baseline]\nc = 0.25\n")).unwrap();
+    let third = run_task(&task, &[]);
+    for stage in ["import", "split"] {
+        assert!(
+            status_of(&third, stage).starts_with("up to date"),
+            "{third:?}"
+        );
+    }
+    assert!(
+        status_of(&third, "baseline").contains("changed"),
+        "{third:?}"
+    );
+    assert!(
+        status_of(&third, "evaluate").starts_with("ran"),
+        "{third:?}"
+    );
+
+    // --force and --until select stages; unknown names are refused with the list.
+    let forced = run_task(&task, &["--force", "split", "--until", "split"]);
+    assert!(status_of(&forced, "split").contains("forced"), "{forced:?}");
+    assert!(
+        status_of(&forced, "baseline").starts_with("not selected"),
+        "{forced:?}"
+    );
+    verdict()
+        .arg("run")
+        .arg(&task)
+        .args(["--from", "trian"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("unknown stage `trian`"));
+
+    // A deleted output makes its stage rerun.
+    fs::remove_dir_all(dir.path().join("work/report")).unwrap();
+    let fourth = run_task(&task, &[]);
+    assert!(
+        status_of(&fourth, "evaluate").contains("missing"),
+        "{fourth:?}"
+    );
+}

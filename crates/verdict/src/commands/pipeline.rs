@@ -17,15 +17,44 @@ use verdict_baseline::{Baseline, BaselineConfig, FeatureConfig};
 use verdict_core::manifest::{LabelValue, Sample, Split};
 use verdict_core::task::{Modality, TaskKind, TaskSpec};
 use verdict_core::workspace::Workspace;
-use verdict_eval::{Prediction, PredictionSet};
+use verdict_eval::Prediction;
 
 use super::progress::Stage;
 
-/// What the model stages produced, for the closing summary.
+/// Headline numbers of the evaluation stage, kept in `report/summary.json` so a cached run can
+/// still print them.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ModelSummary {
     pub baseline_val_macro_f1: f64,
+    /// (model, split, samples, accuracy, macro-F1)
     pub rows: Vec<(String, String, usize, f64, f64)>,
     pub report: PathBuf,
+}
+
+/// Where the baseline stage writes.
+pub fn baseline_dir(workspace: &Workspace) -> PathBuf {
+    workspace.root.join("runs/baseline")
+}
+
+/// Where the evaluation stage writes.
+pub fn report_dir(workspace: &Workspace) -> PathBuf {
+    workspace.root.join("report")
+}
+
+fn summary_path(workspace: &Workspace) -> PathBuf {
+    report_dir(workspace).join("summary.json")
+}
+
+/// The summary the last evaluation stage left, if any.
+pub fn load_summary(workspace: &Workspace) -> Option<ModelSummary> {
+    verdict_core::fsio::read_json(&summary_path(workspace)).ok()
+}
+
+/// True when the task has a stage for the text baseline (text input, one label per sample).
+pub fn has_model_stages(task: &TaskSpec) -> bool {
+    task.baseline.enabled
+        && task.inputs.contains(&Modality::Text)
+        && task.kind != TaskKind::MultiLabel
 }
 
 pub fn baseline_config(task: &TaskSpec) -> BaselineConfig {
@@ -62,14 +91,10 @@ fn single_label(sample: &Sample) -> anyhow::Result<&str> {
         .with_context(|| format!("sample `{}` has no single label", sample.sample_id))
 }
 
-/// Runs the stages the task enables; returns `None` when none applies yet.
-pub fn run_model_stages(workspace: &Workspace) -> anyhow::Result<Option<ModelSummary>> {
+/// Fits the TF-IDF baseline on train (validated on val) and writes its predictions on val,
+/// test and benchmark. Returns the files written.
+pub fn baseline_stage(workspace: &Workspace) -> anyhow::Result<Vec<PathBuf>> {
     let task = &workspace.task;
-    let text_task = task.inputs.contains(&Modality::Text) && task.kind != TaskKind::MultiLabel;
-    if !task.baseline.enabled || !text_task {
-        eprintln!("(no model stage applies to this task yet: the text baseline needs text input and one label per sample)");
-        return Ok(None);
-    }
     let samples = workspace.current_samples()?;
     let of = |split: Split| samples.iter().filter(move |s| s.split == Some(split));
     let train: Vec<(String, String, f32)> = of(Split::Train)
@@ -93,7 +118,7 @@ pub fn run_model_stages(workspace: &Workspace) -> anyhow::Result<Option<ModelSum
         bail!("the baseline needs non-empty train and val splits (check [split] in the task)");
     }
 
-    let out = workspace.root.join("runs/baseline");
+    let out = baseline_dir(workspace);
     let stage = Stage::start(&format!(
         "fitting the TF-IDF baseline on {} samples",
         train.len()
@@ -115,20 +140,51 @@ pub fn run_model_stages(workspace: &Workspace) -> anyhow::Result<Option<ModelSum
         .iter()
         .map(|s| s.to_string())
         .collect::<Vec<_>>();
-    let mut sets = Vec::new();
+    // Predictions of an earlier run must not linger when a split became empty.
+    for split in [Split::Val, Split::Test, Split::Benchmark] {
+        let _ = std::fs::remove_file(predictions_path(workspace, split));
+    }
+    let mut written = vec![out.join("baseline_metrics.json"), report.model_dir.clone()];
     for split in [Split::Val, Split::Test, Split::Benchmark] {
         let members: Vec<&Sample> = of(split).collect();
         if members.is_empty() {
             continue;
         }
         let rows = predict(&model, &members, task, split)?;
-        let path = out.join(format!("predictions_{}.parquet", split.name()));
+        let path = predictions_path(workspace, split);
         verdict_eval::prediction::write(&path, &rows, &labels)
             .with_context(|| format!("writing {}", path.display()))?;
-        sets.push((split, PredictionSet::in_memory(path, rows)));
+        written.push(path);
     }
     stage.done(&format!("predictions written to {}", out.display()));
+    Ok(written)
+}
 
+/// The baseline's predictions file for `split`.
+pub fn predictions_path(workspace: &Workspace, split: Split) -> PathBuf {
+    baseline_dir(workspace).join(format!("predictions_{}.parquet", split.name()))
+}
+
+/// Evaluates the baseline's predictions on test and benchmark (thresholds tuned on val) and
+/// writes the report and `summary.json`.
+pub fn evaluate_stage(workspace: &Workspace) -> anyhow::Result<Vec<PathBuf>> {
+    let task = &workspace.task;
+    let mut sets = Vec::new();
+    for split in [Split::Val, Split::Test, Split::Benchmark] {
+        let path = predictions_path(workspace, split);
+        if path.is_file() {
+            let set = verdict_eval::prediction::read(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            sets.push((split, set));
+        }
+    }
+    let metrics: serde_json::Value =
+        verdict_core::fsio::read_json(&baseline_dir(workspace).join("baseline_metrics.json"))
+            .context("reading the baseline's metrics (run the baseline stage first)")?;
+    let baseline_val_macro_f1 = metrics
+        .get("macro_f1")
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or(f64::NAN);
     let stage = Stage::start("evaluating and writing the report");
     let (_, spec) = super::eval::task_eval_specs(task)
         .into_iter()
@@ -143,7 +199,7 @@ pub fn run_model_stages(workspace: &Workspace) -> anyhow::Result<Option<ModelSum
     let mut rows = Vec::new();
     let mut report_path = PathBuf::new();
     for (split, set) in sets.iter().filter(|(s, _)| *s != Split::Val) {
-        let dir = workspace.root.join("report").join(split.name());
+        let dir = report_dir(workspace).join(split.name());
         let summary =
             verdict_eval::evaluate_sets(vec![set.clone()], validation.clone(), &spec, &dir)
                 .with_context(|| format!("evaluating the {} split", split.name()))?;
@@ -159,11 +215,13 @@ pub fn run_model_stages(workspace: &Workspace) -> anyhow::Result<Option<ModelSum
         report_path = summary.report_path.clone();
     }
     stage.done("report written");
-    Ok(Some(ModelSummary {
-        baseline_val_macro_f1: report.macro_f1,
+    let summary = ModelSummary {
+        baseline_val_macro_f1,
         rows,
         report: report_path,
-    }))
+    };
+    verdict_core::fsio::write_json(&summary_path(workspace), &summary)?;
+    Ok(vec![report_dir(workspace)])
 }
 
 fn predict(

@@ -2,15 +2,27 @@
 //!
 //! Without a task it runs the bundled default (`examples/listing-spam`), written to
 //! `verdict-demo/task.toml` on first use so it can be inspected and edited.
+//!
+//! Every stage is cached by a fingerprint of what it reads and the settings it uses
+//! (`verdict_core::stages`): a second run of the same task does no work, and changing one
+//! setting reruns only the stages that depend on it. A failing stage stops the run and keeps
+//! every earlier stage's outputs and records.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::Context;
+use verdict_core::stages::{Decision, Fingerprint, Selection, StageCache};
+use verdict_core::workspace::Workspace;
 
 use super::data::{self, DataDir};
+use super::pipeline;
 
 /// The task `verdict run` runs when none is given.
 pub const DEFAULT_TASK: &str = include_str!("../../../../examples/listing-spam/task.toml");
+
+/// Stage names, in the order they run.
+pub const STAGES: [&str; 6] = ["fetch", "import", "render", "split", "baseline", "evaluate"];
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -22,8 +34,25 @@ pub struct Args {
     /// Fail on any invalid input row instead of setting it aside.
     #[arg(long)]
     pub strict: bool,
+    /// Start at this stage (it reruns even if up to date; earlier stages are not run).
+    #[arg(long, value_name = "STAGE")]
+    pub from: Option<String>,
+    /// Stop after this stage.
+    #[arg(long, value_name = "STAGE")]
+    pub until: Option<String>,
+    /// Rerun this stage even if up to date (repeatable). Stages: fetch, import, render,
+    /// split, baseline, evaluate.
+    #[arg(long, value_name = "STAGE")]
+    pub force: Vec<String>,
     #[command(flatten)]
     pub data: DataDir,
+}
+
+/// How each stage went, for the closing table.
+struct Outcome {
+    stage: &'static str,
+    status: String,
+    seconds: f64,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -38,17 +67,193 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         workspace.task.kind,
         workspace.root.display()
     );
-    data::fetch(&workspace)?;
-    data::import(&workspace, args.strict)?;
-    data::render(&workspace)?;
-    data::split(&workspace, false)?;
-    let samples = workspace.current_samples()?;
-    let stats = verdict_core::stats::compute(&samples, &workspace.task);
-    eprint!("{}", stats.render());
-    if let Some(summary) = super::pipeline::run_model_stages(&workspace)? {
-        super::pipeline::print_summary(&summary, &workspace.root);
+    let selection = Selection {
+        from: args.from.clone(),
+        until: args.until.clone(),
+        force: args.force.clone(),
+    };
+    let cache = StageCache::new(workspace.root.join("stages"), &STAGES, selection)?;
+    let mut outcomes = Vec::new();
+    let w = &workspace;
+    let task = &w.task;
+
+    stage(
+        &cache,
+        &mut outcomes,
+        "fetch",
+        || {
+            Ok(Fingerprint::new()
+                .setting("fetch", &task.fetch)?
+                .setting("data_dir", &w.data_dir)?)
+        },
+        || {
+            data::fetch(w)?;
+            Ok(task
+                .fetch
+                .iter()
+                .map(|spec| verdict_core::fetch::location(spec, &w.data_dir))
+                .collect())
+        },
+    )?;
+    stage(
+        &cache,
+        &mut outcomes,
+        "import",
+        || import_fingerprint(w),
+        || {
+            let report = data::import(w, args.strict)?;
+            Ok(vec![report.manifest, report.rejects])
+        },
+    )?;
+    if task.inputs.contains(&verdict_core::task::Modality::Mesh) {
+        stage(
+            &cache,
+            &mut outcomes,
+            "render",
+            || {
+                Ok(Fingerprint::new()
+                    .setting("render", &task.render)?
+                    .file(&w.manifest_path())?)
+            },
+            || {
+                data::render(w)?;
+                Ok(vec![w.manifest_path()])
+            },
+        )?;
+    }
+    stage(
+        &cache,
+        &mut outcomes,
+        "split",
+        || {
+            Ok(Fingerprint::new()
+                .setting("split", &task.split)?
+                .setting("seed", &task.seed)?
+                .setting("labels", &task.label_names())?
+                .file(&w.manifest_path())?)
+        },
+        || {
+            data::split(w, false)?;
+            let samples = w.current_samples()?;
+            let stats = verdict_core::stats::compute(&samples, task);
+            eprint!("{}", stats.render());
+            Ok(vec![w.splits_path()])
+        },
+    )?;
+    if pipeline::has_model_stages(task) {
+        stage(
+            &cache,
+            &mut outcomes,
+            "baseline",
+            || {
+                Ok(Fingerprint::new()
+                    .setting("baseline", &task.baseline)?
+                    .setting("kind", &task.kind)?
+                    .setting("labels", &task.label_names())?
+                    .file(&w.manifest_path())?
+                    .file(&w.splits_path())?)
+            },
+            || pipeline::baseline_stage(w),
+        )?;
+        stage(
+            &cache,
+            &mut outcomes,
+            "evaluate",
+            || {
+                let mut fp = Fingerprint::new()
+                    .setting("policy", &task.policy)?
+                    .setting("seed", &task.seed)?
+                    .setting("labels", &task.labels)?;
+                for split in [
+                    verdict_core::manifest::Split::Val,
+                    verdict_core::manifest::Split::Test,
+                    verdict_core::manifest::Split::Benchmark,
+                ] {
+                    fp = fp.file(&pipeline::predictions_path(w, split))?;
+                }
+                Ok(fp)
+            },
+            || pipeline::evaluate_stage(w),
+        )?;
+    } else {
+        eprintln!("(no model stage applies to this task yet: the text baseline needs text input and one label per sample)");
+    }
+
+    print_stages(&outcomes);
+    if pipeline::has_model_stages(task) {
+        if let Some(summary) = pipeline::load_summary(w) {
+            pipeline::print_summary(&summary, &w.root);
+        }
     }
     Ok(())
+}
+
+/// What import reads: the sources (by content), and the parts of the task that decide how
+/// rows are validated and labelled.
+fn import_fingerprint(w: &Workspace) -> anyhow::Result<Fingerprint> {
+    let task = &w.task;
+    let mut fp = Fingerprint::new()
+        .setting("sources", &task.sources)?
+        .setting("kind", &task.kind)?
+        .setting("labels", &task.labels)?
+        .setting("dimensions", &task.dimensions)?
+        .setting("inputs", &task.inputs)?;
+    for (index, source) in task.sources.iter().enumerate() {
+        let hash = w
+            .source_hash(source)
+            .with_context(|| format!("reading source {index} of the task"))?;
+        fp = fp.digest(&format!("source{index}"), hash.sha256);
+    }
+    Ok(fp)
+}
+
+/// Runs one stage unless it is up to date or outside `--from`/`--until`.
+fn stage(
+    cache: &StageCache,
+    outcomes: &mut Vec<Outcome>,
+    name: &'static str,
+    fingerprint: impl Fn() -> anyhow::Result<Fingerprint>,
+    body: impl FnOnce() -> anyhow::Result<Vec<PathBuf>>,
+) -> anyhow::Result<()> {
+    let before = fingerprint().with_context(|| format!("stage `{name}`: reading its inputs"))?;
+    match cache.decide(name, &before) {
+        Decision::Cached => {
+            eprintln!("· {name}: up to date");
+            outcomes.push(Outcome {
+                stage: name,
+                status: "up to date".into(),
+                seconds: 0.0,
+            });
+        }
+        Decision::Skipped => outcomes.push(Outcome {
+            stage: name,
+            status: "not selected".into(),
+            seconds: 0.0,
+        }),
+        Decision::Run(reason) => {
+            tracing::debug!("stage {name}: {reason}");
+            let started = Instant::now();
+            let outputs = body().with_context(|| {
+                format!("stage `{name}` failed (outputs of earlier stages are kept; fix the problem and rerun)")
+            })?;
+            let seconds = started.elapsed().as_secs_f64();
+            let after = fingerprint()?;
+            cache.complete(name, &after, outputs, seconds)?;
+            outcomes.push(Outcome {
+                stage: name,
+                status: format!("ran ({reason})"),
+                seconds,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn print_stages(outcomes: &[Outcome]) {
+    eprintln!("\n{:<10} {:<34} {:>8}", "stage", "status", "seconds");
+    for o in outcomes {
+        eprintln!("{:<10} {:<34} {:>8.1}", o.stage, o.status, o.seconds);
+    }
 }
 
 fn materialise_default(dir: &Path) -> anyhow::Result<PathBuf> {
