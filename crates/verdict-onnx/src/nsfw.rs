@@ -5,12 +5,19 @@
 //! `outputs` `[N, 2]` = `[sfw, nsfw]`. Both the softmax and the pooled features are model
 //! outputs here, so one forward pass serves zero-shot scoring and a trained head on a task's
 //! own labels.
+//!
+//! The batch dimension is given a concrete size before optimisation: with a symbolic `N`,
+//! tract's declutter pass cannot fold the `Reshape` that flattens the pooled features (its
+//! target shape is computed from the input shape at run time). So each batch size gets its own
+//! optimised plan, built on first use and kept; in practice that is the configured maximum
+//! and one remainder size.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use image::DynamicImage;
 use tract_onnx::prelude::*;
-use tract_onnx::tract_hir::tract_core::dims;
 
 use crate::error::{OnnxError, Result};
 use crate::preprocess::{Preprocess, CROP};
@@ -24,14 +31,19 @@ pub const PROBABILITIES_OUTPUT: &str = "outputs";
 pub const FEATURES_OUTPUT: &str = "Reshape:0";
 /// Width of the penultimate layer.
 pub const FEATURE_DIM: usize = 1024;
-/// Images per forward pass; larger inputs are split so memory stays bounded.
-pub const DEFAULT_MAX_BATCH: usize = 8;
+/// Images per forward pass by default. On CPU a larger batch is not faster per image (see
+/// docs/bench/onnx.md), and batch 1 needs a single plan.
+pub const DEFAULT_MAX_BATCH: usize = 1;
 
-/// A loaded OpenNSFW model, ready to run batches of any size.
+/// A loaded OpenNSFW model; runs batches of any size through per-size plans.
+///
+/// Clones share the parsed graph and the plans.
 #[derive(Debug, Clone)]
 pub struct NsfwModel {
     path: PathBuf,
-    plan: Arc<TypedSimplePlan>,
+    graph: Arc<InferenceModel>,
+    plans: Arc<Mutex<BTreeMap<usize, Arc<TypedSimplePlan>>>>,
+    threads: usize,
     max_batch: usize,
     preprocess: Preprocess,
 }
@@ -46,8 +58,7 @@ pub struct NsfwOutput {
 }
 
 impl NsfwModel {
-    /// Loads and optimises the model, single-threaded (the caller parallelises across images
-    /// or stages).
+    /// Loads the model, single-threaded (the caller parallelises across images or stages).
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         Self::load_with_threads(path, 1)
     }
@@ -55,7 +66,8 @@ impl NsfwModel {
     /// Loads the model; `threads > 1` runs its matrix products on a private thread pool.
     ///
     /// The file's sha256 is checked first: a truncated or different model would otherwise
-    /// give plausible but wrong scores.
+    /// give plausible but wrong scores. The batch-1 plan is built here, so a graph tract
+    /// cannot run fails at load time rather than on the first image.
     pub fn load_with_threads(path: impl AsRef<Path>, threads: usize) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         if !path.is_file() {
@@ -69,30 +81,45 @@ impl NsfwModel {
                 actual,
             });
         }
-        let runtime = |error: TractError| OnnxError::Runtime {
-            path: path.clone(),
-            message: format!("{error:#}"),
-        };
-        let model = tract_onnx::onnx().model_for_path(&path).map_err(runtime)?;
-        let batch = model.sym("N");
-        let side = CROP as usize;
-        let options = RunOptions {
-            executor: (threads > 1).then(|| multithread::Executor::multithread(threads)),
-            ..RunOptions::default()
-        };
-        let plan = model
-            .with_input_fact(0, f32::fact(dims!(batch, side, side, 3)).into())
+        let graph = tract_onnx::onnx()
+            .model_for_path(&path)
             .and_then(|m| m.with_outputs_by_name([PROBABILITIES_OUTPUT, FEATURES_OUTPUT]))
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable_with_options(&options))
-            .map_err(runtime)?;
-        tracing::debug!(path = %path.display(), threads, "loaded OpenNSFW");
-        Ok(NsfwModel {
+            .map_err(|error| runtime_error(&path, error))?;
+        let model = NsfwModel {
             path,
-            plan,
+            graph: Arc::new(graph),
+            plans: Arc::default(),
+            threads: threads.max(1),
             max_batch: DEFAULT_MAX_BATCH,
             preprocess: Preprocess::default(),
-        })
+        };
+        model.plan(1)?;
+        tracing::debug!(path = %model.path.display(), threads, "loaded OpenNSFW");
+        Ok(model)
+    }
+
+    /// The optimised plan for `batch` images, built on first use.
+    fn plan(&self, batch: usize) -> Result<Arc<TypedSimplePlan>> {
+        // A poisoned lock only means another thread panicked while inserting; the map
+        // itself is still a valid cache.
+        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(plan) = plans.get(&batch) {
+            return Ok(plan.clone());
+        }
+        let side = CROP as usize;
+        let options = RunOptions {
+            executor: (self.threads > 1).then(|| multithread::Executor::multithread(self.threads)),
+            ..RunOptions::default()
+        };
+        let plan = (*self.graph)
+            .clone()
+            .with_input_fact(0, f32::fact([batch, side, side, 3]).into())
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable_with_options(&options))
+            .map_err(|error| runtime_error(&self.path, error))?;
+        tracing::debug!(batch, "built an OpenNSFW plan");
+        plans.insert(batch, plan.clone());
+        Ok(plan)
     }
 
     /// Images per forward pass (at least 1).
@@ -152,12 +179,12 @@ impl NsfwModel {
             });
         }
         let side = CROP as usize;
-        let runtime = |error: TractError| OnnxError::Runtime {
-            path: self.path.clone(),
-            message: format!("{error:#}"),
-        };
+        let runtime = |error: TractError| runtime_error(&self.path, error);
         let tensor = Tensor::from_shape(&[batch, side, side, 3], input).map_err(runtime)?;
-        let outputs = self.plan.run(tvec!(tensor.into())).map_err(runtime)?;
+        let outputs = self
+            .plan(batch)?
+            .run(tvec!(tensor.into()))
+            .map_err(runtime)?;
         let probabilities = rows(&outputs[0], batch, 2, PROBABILITIES_OUTPUT, &self.path)?
             .into_iter()
             .map(|row| [row[0], row[1]])
@@ -167,6 +194,13 @@ impl NsfwModel {
             probabilities,
             features,
         })
+    }
+}
+
+fn runtime_error(path: &Path, error: TractError) -> OnnxError {
+    OnnxError::Runtime {
+        path: path.to_path_buf(),
+        message: format!("{error:#}"),
     }
 }
 

