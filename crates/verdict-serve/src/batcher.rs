@@ -1,0 +1,233 @@
+//! Dynamic batching in front of the model: one model thread, one bounded queue.
+//!
+//! Handlers enqueue jobs without blocking; when the queue holds `queue_capacity` jobs the
+//! enqueue fails at once and the caller answers `503` with `Retry-After`, so memory stays
+//! bounded however hard the service is pushed. The model thread takes the first waiting
+//! classification, then everything already queued up to `max_batch_size`; the batch size
+//! therefore follows the load. Only when the previous batch held more than one item (the
+//! service is busy) does it also wait up to `max_wait` for more, so a lone request under
+//! light load never pays for batching. Each job carries its own reply channel and a batch
+//! returns one result per item in order, so callers never see each other's answers.
+//! Chat completions run alone between batches, streaming their tokens as they come.
+//! Jobs whose callers have gone (timeout, disconnect) are dropped before the model sees them.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc as async_mpsc, oneshot};
+
+use crate::config::ServeConfig;
+use crate::decode::{run_chat, ChatEvent, ChatJob};
+use crate::metrics::Metrics;
+use crate::model::{ClassifyInput, ClassifyOutput, ModelError, ServedModel};
+
+/// Reply of one classification.
+pub type ClassifyReply = Result<ClassifyOutput, ModelError>;
+
+/// Work for the model thread.
+pub enum Job {
+    Classify {
+        input: ClassifyInput,
+        reply: oneshot::Sender<ClassifyReply>,
+    },
+    Chat {
+        job: Box<ChatJob>,
+        events: async_mpsc::UnboundedSender<ChatEvent>,
+    },
+}
+
+impl Job {
+    fn abandoned(&self) -> bool {
+        match self {
+            Job::Classify { reply, .. } => reply.is_closed(),
+            Job::Chat { events, .. } => events.is_closed(),
+        }
+    }
+}
+
+/// Handle to the queue; cheap to clone.
+#[derive(Clone)]
+pub struct Batcher {
+    sender: SyncSender<Job>,
+    depth: Arc<AtomicUsize>,
+}
+
+/// Why a job was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubmitError {
+    /// The queue is full: answer 503.
+    Full,
+    /// The model thread has stopped (shutdown).
+    Closed,
+}
+
+/// Batching knobs the model thread needs.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    max_batch_size: usize,
+    max_wait: Duration,
+}
+
+impl Batcher {
+    /// Starts the model thread. It runs until every handle is dropped, finishing the jobs
+    /// already queued.
+    pub fn start(model: Arc<ServedModel>, config: &ServeConfig, metrics: Arc<Metrics>) -> Self {
+        let (sender, receiver) = mpsc::sync_channel::<Job>(config.queue_capacity.max(1));
+        let depth = Arc::new(AtomicUsize::new(0));
+        let settings = Settings {
+            max_batch_size: config.max_batch_size.max(1),
+            max_wait: config.max_wait,
+        };
+        let worker_depth = depth.clone();
+        let spawned = std::thread::Builder::new()
+            .name("verdict-model".into())
+            .spawn(move || worker(model, receiver, worker_depth, settings, metrics));
+        if let Err(error) = spawned {
+            // Without a thread every job fails as `Closed`: the receiver is gone.
+            tracing::error!("cannot start the model thread: {error}");
+        }
+        Self { sender, depth }
+    }
+
+    /// Queues a job without waiting.
+    pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
+        self.depth.fetch_add(1, Ordering::SeqCst);
+        match self.sender.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                self.depth.fetch_sub(1, Ordering::SeqCst);
+                Err(match error {
+                    TrySendError::Full(_) => SubmitError::Full,
+                    TrySendError::Disconnected(_) => SubmitError::Closed,
+                })
+            }
+        }
+    }
+
+    /// Jobs waiting for the model (not counting the running batch).
+    pub fn queue_depth(&self) -> usize {
+        self.depth.load(Ordering::SeqCst)
+    }
+}
+
+fn worker(
+    model: Arc<ServedModel>,
+    receiver: mpsc::Receiver<Job>,
+    depth: Arc<AtomicUsize>,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+) {
+    let take = |job: Job| {
+        depth.fetch_sub(1, Ordering::SeqCst);
+        job
+    };
+    let mut previous_batch = 1usize;
+    let mut held: Option<Job> = None;
+    loop {
+        let first = match held.take() {
+            Some(job) => job,
+            None => match receiver.recv() {
+                Ok(job) => take(job),
+                Err(_) => break,
+            },
+        };
+        let (input, reply) = match first {
+            Job::Chat { job, events } => {
+                run_chat_job(&model, &job, &events);
+                continue;
+            }
+            Job::Classify { input, reply } => (input, reply),
+        };
+        let mut inputs = vec![input];
+        let mut replies = vec![reply];
+        let wait = if previous_batch > 1 {
+            settings.max_wait
+        } else {
+            Duration::ZERO
+        };
+        let deadline = Instant::now() + wait;
+        while inputs.len() < settings.max_batch_size {
+            let next = match receiver.try_recv() {
+                Ok(job) => take(job),
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    match receiver.recv_timeout(deadline - now) {
+                        Ok(job) => take(job),
+                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            };
+            if next.abandoned() {
+                continue;
+            }
+            match next {
+                Job::Classify { input, reply } => {
+                    inputs.push(input);
+                    replies.push(reply);
+                }
+                chat @ Job::Chat { .. } => {
+                    held = Some(chat);
+                    break;
+                }
+            }
+        }
+        // Callers that gave up while waiting are not worth model time.
+        let live: Vec<usize> = (0..inputs.len())
+            .filter(|&i| !replies[i].is_closed())
+            .collect();
+        if live.is_empty() {
+            continue;
+        }
+        let batch: Vec<ClassifyInput> = live.iter().map(|&i| inputs[i].clone()).collect();
+        previous_batch = batch.len();
+        metrics.observe_batch(batch.len());
+        let results = std::panic::catch_unwind(AssertUnwindSafe(|| model.classify_batch(&batch)))
+            .unwrap_or_else(|_| {
+                vec![Err(ModelError::Internal("the model panicked".into())); batch.len()]
+            });
+        let mut results = results.into_iter();
+        let mut replies: Vec<Option<oneshot::Sender<ClassifyReply>>> =
+            replies.into_iter().map(Some).collect();
+        for &i in &live {
+            let result = results
+                .next()
+                .unwrap_or_else(|| Err(ModelError::Internal("missing batch result".into())));
+            if let Some(reply) = replies[i].take() {
+                // A caller that left in the meantime just doesn't read it.
+                let _ = reply.send(result);
+            }
+        }
+    }
+    tracing::info!("model thread finished its queue");
+}
+
+fn run_chat_job(
+    model: &ServedModel,
+    job: &ChatJob,
+    events: &async_mpsc::UnboundedSender<ChatEvent>,
+) {
+    if events.is_closed() {
+        return;
+    }
+    let ServedModel::Qwen(engine) = model else {
+        let _ = events.send(ChatEvent::Failed(ModelError::Input(
+            "chat completions need a Qwen3-VL model".into(),
+        )));
+        return;
+    };
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        run_chat(engine, job, &mut |event| events.send(event).is_ok())
+    }));
+    if outcome.is_err() {
+        let _ = events.send(ChatEvent::Failed(ModelError::Internal(
+            "the model panicked".into(),
+        )));
+    }
+}

@@ -1,0 +1,229 @@
+//! Qwen3-VL as a served classifier: the instruction prompt, batched label scoring and
+//! optional reasons from constrained JSON answers.
+//!
+//! Batching: when every label is a single token, a batch of prompts runs as one left-padded
+//! forward pass and each row's label probabilities come from its last position, so padding
+//! never changes an answer (the attention mask hides it; a test checks batched against
+//! one-by-one scores). Labels of several tokens need a continuation per (prompt, label) on
+//! its own KV cache, which the model's cache does not yet split per row, so those batches
+//! are scored prompt by prompt (still one queue, one model thread).
+
+use candle_core::DType as TensorDType;
+use image::RgbImage;
+use verdict_models::qwen3_vl::chat::Message;
+use verdict_models::qwen3_vl::classify::{Classifier, Query};
+use verdict_models::qwen3_vl::generation::normalise;
+use verdict_models::qwen3_vl::inputs::Preprocessor;
+use verdict_models::qwen3_vl::Logits;
+use verdict_models::token_bytes::TokenBytes;
+
+use crate::model::{ClassifyInput, ClassifyOutput, LabelSet, ModelError};
+
+/// A Qwen3-VL checkpoint with the label set it scores.
+pub struct QwenEngine {
+    classifier: Classifier,
+    labels: LabelSet,
+    label_ids: Vec<Vec<u32>>,
+    max_reason_bytes: usize,
+    /// Bytes of every token, for log-probabilities (a token may hold part of a character).
+    token_bytes: TokenBytes,
+}
+
+impl QwenEngine {
+    pub fn new(classifier: Classifier, labels: LabelSet) -> Result<Self, String> {
+        let mut labels = labels;
+        labels
+            .descriptions
+            .resize(labels.names.len(), String::new());
+        let label_ids = classifier
+            .preprocessor()
+            .label_token_ids(&labels.names)
+            .map_err(|e| e.to_string())?;
+        let token_bytes = TokenBytes::from_tokenizer(classifier.preprocessor().chat().tokenizer());
+        Ok(Self {
+            classifier,
+            labels,
+            label_ids,
+            max_reason_bytes: 200,
+            token_bytes,
+        })
+    }
+
+    /// Longest reason of a classification answer, in bytes.
+    pub fn set_max_reason_bytes(&mut self, bytes: usize) {
+        self.max_reason_bytes = bytes;
+    }
+
+    pub fn labels(&self) -> &LabelSet {
+        &self.labels
+    }
+
+    /// The exact bytes of a token, or `None` for special tokens.
+    pub fn token_bytes(&self, token: u32) -> Option<&[u8]> {
+        self.token_bytes.get(token)
+    }
+
+    pub fn classifier(&self) -> &Classifier {
+        &self.classifier
+    }
+
+    /// True when every label is one token, so batches score in one padded forward pass.
+    pub fn batches_in_one_pass(&self) -> bool {
+        self.label_ids.iter().all(|ids| ids.len() == 1)
+    }
+
+    /// The classification instruction: the label set (with descriptions), then the text.
+    pub fn instruction(&self, text: Option<&str>, json: bool) -> String {
+        let mut out = String::from("Classify this content. Possible labels:\n");
+        for (label, description) in self.labels.names.iter().zip(&self.labels.descriptions) {
+            if description.is_empty() {
+                out.push_str(&format!("- {label}\n"));
+            } else {
+                out.push_str(&format!("- {label}: {description}\n"));
+            }
+        }
+        if let Some(text) = text {
+            out.push_str(&format!("Content: {text}\n"));
+        }
+        if json {
+            out.push_str(
+                "Answer with JSON: {\"label\": ..., \"confidence\": ..., \"reason\": ...}.",
+            );
+        } else {
+            out.push_str("Answer with the label only.");
+        }
+        out
+    }
+
+    fn query(&self, input: &ClassifyInput, json: bool) -> Query {
+        Query {
+            system: None,
+            text: self.instruction(input.text.as_deref(), json),
+            images: input.images.clone(),
+        }
+    }
+
+    fn check(input: &ClassifyInput) -> Result<(), ModelError> {
+        if input.text.is_none() && input.images.is_empty() {
+            return Err(ModelError::Input(
+                "nothing to classify: give `text` and/or images".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Scores a batch; one result per input, in order.
+    pub fn classify_batch(
+        &self,
+        inputs: &[ClassifyInput],
+    ) -> Vec<Result<ClassifyOutput, ModelError>> {
+        let mut results: Vec<Result<ClassifyOutput, ModelError>> = inputs
+            .iter()
+            .map(|input| Self::check(input).map(|_| empty_output()))
+            .collect();
+        let valid: Vec<usize> = (0..inputs.len()).filter(|&i| results[i].is_ok()).collect();
+        if self.batches_in_one_pass() && valid.len() > 1 {
+            let batch: Vec<&ClassifyInput> = valid.iter().map(|&i| &inputs[i]).collect();
+            match self.score_padded(&batch) {
+                Ok(rows) => {
+                    for (&i, probabilities) in valid.iter().zip(rows) {
+                        results[i] = Ok(output(probabilities));
+                    }
+                }
+                Err(error) => {
+                    // One bad prompt must not fail the others: retry them one by one.
+                    tracing::warn!("padded batch failed ({error}); scoring one by one");
+                    for &i in &valid {
+                        results[i] = self.score_one(&inputs[i]);
+                    }
+                }
+            }
+        } else {
+            for &i in &valid {
+                results[i] = self.score_one(&inputs[i]);
+            }
+        }
+        for (i, input) in inputs.iter().enumerate() {
+            if !input.reason {
+                continue;
+            }
+            if let Ok(scored) = &mut results[i] {
+                match self.classifier.answer_json(
+                    &self.query(input, true),
+                    &self.labels.names,
+                    self.max_reason_bytes,
+                ) {
+                    Ok(answer) => scored.reason = Some(answer.parsed.reason),
+                    Err(error) => results[i] = Err(ModelError::Internal(error.to_string())),
+                }
+            }
+        }
+        results
+    }
+
+    fn score_one(&self, input: &ClassifyInput) -> Result<ClassifyOutput, ModelError> {
+        self.classifier
+            .score(&self.query(input, false), &self.labels.names)
+            .map(|scores| output(scores.probabilities))
+            .map_err(|e| ModelError::Internal(e.to_string()))
+    }
+
+    /// Label probabilities of several prompts from one left-padded forward pass
+    /// (single-token labels only).
+    ///
+    /// # Shapes
+    /// Logits `(batch, 1, vocab)` at each row's last real position.
+    fn score_padded(&self, inputs: &[&ClassifyInput]) -> verdict_models::Result<Vec<Vec<f64>>> {
+        let prompts: Vec<(Vec<Message>, Vec<RgbImage>)> = inputs
+            .iter()
+            .map(|input| {
+                let text = self.instruction(input.text.as_deref(), false);
+                (
+                    Preprocessor::classification_messages(None, input.images.len(), &text),
+                    input.images.clone(),
+                )
+            })
+            .collect();
+        let model = self.classifier.model();
+        let batch = self.classifier.preprocessor().batch(&prompts, model.device())?;
+        let forward = model.forward(&batch, None, Logits::Last, false)?;
+        let rows = forward
+            .logits
+            .squeeze(1)?
+            .to_dtype(TensorDType::F32)?
+            .to_vec2::<f32>()?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+                let log_total = max
+                    + row
+                        .iter()
+                        .map(|&v| (v as f64 - max).exp())
+                        .sum::<f64>()
+                        .ln();
+                let log_probs: Vec<f64> = self
+                    .label_ids
+                    .iter()
+                    .map(|ids| {
+                        let logit = row.get(ids[0] as usize).copied().unwrap_or(f32::NEG_INFINITY);
+                        logit as f64 - log_total
+                    })
+                    .collect();
+                normalise(&log_probs)
+            })
+            .collect())
+    }
+}
+
+fn empty_output() -> ClassifyOutput {
+    output(Vec::new())
+}
+
+fn output(probabilities: Vec<f64>) -> ClassifyOutput {
+    ClassifyOutput {
+        probabilities,
+        multi_label: false,
+        reason: None,
+    }
+}
