@@ -337,3 +337,42 @@ fn card(
         ..Card::default()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str) -> ImageRow {
+        ImageRow {
+            image_id: id.into(),
+            path: format!("{id}.png"),
+            text: None,
+            label: None,
+            split: Some("train".into()),
+        }
+    }
+
+    #[test]
+    fn top_k_orders_by_cosine_and_breaks_ties_by_row() {
+        // Query along x; gallery rows at 50, 10, 90, 30 degrees and a copy of the 10 degree row.
+        let angles = [0.0_f32, 50.0, 10.0, 90.0, 30.0, 10.0];
+        let vectors = angles
+            .iter()
+            .flat_map(|degrees| {
+                let radians = degrees.to_radians();
+                [radians.cos(), radians.sin()]
+            })
+            .collect();
+        let table = EmbeddingTable {
+            path: "t.parquet".into(),
+            column: "e".into(),
+            rows: (0..angles.len()).map(|i| row(&format!("r{i}"))).collect(),
+            dimension: 2,
+            vectors,
+        };
+        let ranked = table.top_k(&[0], &[1, 2, 3, 4, 5], 4);
+        let rows: Vec<usize> = ranked[0].iter().map(|(row, _)| *row).collect();
+        assert_eq!(rows, [2, 5, 4, 1]);
+        assert!((ranked[0][0].1 - 10f32.to_radians().cos()).abs() < 1e-6);
+    }
+}

@@ -13,6 +13,7 @@
 //! tags cannot send headers).
 
 mod error;
+mod run;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,6 +31,7 @@ use crate::arena::{Arena, NextView};
 use crate::stats::Results;
 use crate::store::Choice;
 pub use error::AppError;
+pub use run::serve_until_signal;
 
 const PAGE: &str = include_str!("page.html");
 
@@ -54,7 +56,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `router(state)` on `address` until `shutdown` resolves.
+/// Serves `router(state)` on `listener` until `shutdown` resolves.
 pub async fn serve(
     state: AppState,
     listener: tokio::net::TcpListener,
