@@ -10,15 +10,20 @@
 //! [`zero_shot::ZeroShotClassifier`] and [`head::LinearHead`] (per-label probabilities),
 //! [`train::run`] (the five fine-tuning scenarios).
 
+pub mod classify;
 pub mod clip;
 pub mod dual;
 pub mod error;
+pub mod head;
 pub mod loss;
 pub mod preprocess;
 pub mod siglip;
 pub mod tokenize;
+pub mod train;
 pub mod transformer;
+pub mod zero_shot;
 
+pub use classify::{load_finetuned, DualEncoderClassifier};
 pub use dual::{DualEncoder, Embedder, EncoderKind};
 pub use error::{Error, Result};
 pub use verdict_models::{DType, Device};
