@@ -205,3 +205,16 @@ fn resumed_run_ends_exactly_like_an_uninterrupted_one() {
     }
     assert_eq!(metric_lines(&straight), metric_lines(&resumed));
 }
+
+#[test]
+fn answer_position_logits_match_full_forward() {
+    // The loss projects only the answer positions (forward_hidden + project); that must equal
+    // slicing the model's full logits, with left padding in the batch.
+    use verdict_models::qwen3_vl::{Batch, Logits, Qwen3VL};
+    let model = Qwen3VL::load(&tiny_a(), verdict_models::DType::F32, &Device::Cpu, None).unwrap();
+    let batch = Batch::left_padded(vec![vec![5, 9, 17, 3, 8], vec![7, 2, 11]], 320, None, Vec::new());
+    let full = model.forward(&batch, None, Logits::All, false).unwrap().logits;
+    let projected = model.project(&model.forward_hidden(&batch).unwrap()).unwrap();
+    let diff = (full - projected).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(diff < 1e-5, "logits differ by {diff}");
+}

@@ -348,10 +348,48 @@ impl Qwen3VL {
             Logits::All => output.hidden,
             Logits::Last => output.hidden.narrow(1, s - 1, 1)?,
         };
-        let logits = match &self.lm_head {
-            Some(head) => head.forward(&hidden)?,
+        Ok((self.project(&hidden)?, output.all_hidden))
+    }
+
+    /// Final hidden states (after the last norm) of a whole batch without a cache, for
+    /// training objectives that need logits at a few positions only: computing the
+    /// vocabulary projection for the answer tokens alone saves `seq x vocab` activations.
+    ///
+    /// # Shapes
+    /// -> `(batch, seq, hidden)`; [`Qwen3VL::project`] maps any `(.., hidden)` to logits.
+    pub fn forward_hidden(&self, batch: &Batch) -> Result<Tensor> {
+        let (embeds, _, deepstack) = self.embed_batch(batch)?;
+        let positions = MropePositions::new(
+            &batch.input_ids,
+            batch.attention_mask.as_deref(),
+            &batch.image_grid_thw,
+            self.config.image_token_id,
+            self.config.vision_config.spatial_merge_size,
+        )?;
+        let s = embeds.dim(1)?;
+        let (cos, sin) = self
+            .rotary
+            .cos_sin(&positions, embeds.dtype(), &self.device)?;
+        let mask = attention_mask(s, 0, true, batch.attention_mask.as_deref(), &self.device)?;
+        let output = self.text.forward(
+            &embeds,
+            (&cos, &sin),
+            Some(&mask),
+            None,
+            deepstack.as_ref(),
+            false,
+        )?;
+        Ok(output.hidden)
+    }
+
+    /// The LM head (or the tied embedding matrix).
+    ///
+    /// # Shapes
+    /// `hidden`: `(.., hidden)` -> `(.., vocab)`.
+    pub fn project(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(match &self.lm_head {
+            Some(head) => head.forward(hidden)?,
             None => hidden.broadcast_matmul(&self.text.embed_weight().t()?)?,
-        };
-        Ok((logits, output.all_hidden))
+        })
     }
 }
