@@ -212,7 +212,10 @@ impl LoraConfig {
             )));
         }
         if !self.alpha.is_finite() {
-            return Err(Error::Config(format!("alpha must be finite, got {}", self.alpha)));
+            return Err(Error::Config(format!(
+                "alpha must be finite, got {}",
+                self.alpha
+            )));
         }
         self.selector().map(|_| ())
     }
@@ -322,7 +325,17 @@ mod tests {
             ..LoraConfig::default()
         };
         assert_eq!(rs.scaling(), 8.0);
-        assert!(LoraConfig { r: 0, ..LoraConfig::default() }.validate().is_err());
-        assert!(LoraConfig { dropout: 1.0, ..LoraConfig::default() }.validate().is_err());
+        assert!(LoraConfig {
+            r: 0,
+            ..LoraConfig::default()
+        }
+        .validate()
+        .is_err());
+        assert!(LoraConfig {
+            dropout: 1.0,
+            ..LoraConfig::default()
+        }
+        .validate()
+        .is_err());
     }
 }

@@ -163,7 +163,10 @@ impl LoraFactory {
         };
         let adapters = self.lock_adapters();
         let loaded = loaded.lock().unwrap_or_else(|e| e.into_inner());
-        let missing: Vec<&String> = loaded.keys().filter(|k| !adapters.contains_key(*k)).collect();
+        let missing: Vec<&String> = loaded
+            .keys()
+            .filter(|k| !adapters.contains_key(*k))
+            .collect();
         if missing.is_empty() {
             Ok(())
         } else {

@@ -51,9 +51,7 @@ pub mod merge;
 pub mod peft;
 pub mod st;
 
-pub use config::{
-    LoraConfig, ModuleSwitches, TargetModules, ALL_LINEAR, QWEN3_VL_LINEAR_NAMES,
-};
+pub use config::{LoraConfig, ModuleSwitches, TargetModules, ALL_LINEAR, QWEN3_VL_LINEAR_NAMES};
 pub use error::{Error, Result};
 pub use factory::LoraFactory;
 pub use layer::{Adapter, LoraLinear, RngState};

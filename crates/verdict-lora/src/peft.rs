@@ -64,7 +64,10 @@ pub fn read_config(dir: &Path) -> Result<LoraConfig> {
         source,
     })?;
     let unsupported = |field: &str, why: &str| {
-        Error::Config(format!("{}: {field} {why} is not supported", path.display()))
+        Error::Config(format!(
+            "{}: {field} {why} is not supported",
+            path.display()
+        ))
     };
     if let Some(kind) = &file.peft_type {
         if kind != "LORA" {

@@ -87,11 +87,10 @@ pub fn write(path: &Path, tensors: &BTreeMap<String, Tensor>) -> Result<()> {
         .collect::<Result<_>>()?;
     let views: Vec<(&str, &Raw)> = raws.iter().map(|(k, r)| (k.as_str(), r)).collect();
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    let buffer =
-        safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Safetensors {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+    let buffer = safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Safetensors {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
     write_atomic(path, &buffer)
 }
 

@@ -101,7 +101,11 @@ fn training_moves_adapters_and_leaves_base_weights_alone() {
     let after: HashMap<String, Tensor> =
         candle_core::safetensors::load(tiny_a().join("model.safetensors"), &Device::Cpu).unwrap();
     for (name, tensor) in &before {
-        assert_eq!(max_abs_diff(tensor, &after[name]), 0.0, "{name} changed on disk");
+        assert_eq!(
+            max_abs_diff(tensor, &after[name]),
+            0.0,
+            "{name} changed on disk"
+        );
     }
 }
 
@@ -167,7 +171,12 @@ fn merged_checkpoint_gives_the_adapted_logits() {
     let merged_dir = work.path().join("merged");
     let count = merge_into_checkpoint(&tiny_a(), &adapter_dir, &merged_dir).unwrap();
     assert_eq!(count, 22);
-    for file in ["config.json", "tokenizer.json", "preprocessor_config.json", "model.safetensors"] {
+    for file in [
+        "config.json",
+        "tokenizer.json",
+        "preprocessor_config.json",
+        "model.safetensors",
+    ] {
         assert!(merged_dir.join(file).exists(), "{file} missing");
     }
     let merged = Qwen3VL::load(&merged_dir, DType::F32, &Device::Cpu, None).unwrap();
@@ -183,8 +192,8 @@ fn adapter_for_another_model_is_refused() {
     factory.save_peft(dir.path(), "tiny_a").unwrap();
     let tiny_b = tiny_a().with_file_name("tiny_b");
     let loaded = LoraFactory::load_peft(dir.path(), &Device::Cpu, DType::F32).unwrap();
-    let err = Qwen3VL::load(&tiny_b, DType::F32, &Device::Cpu, Some(loaded))
-        .expect_err("shapes differ");
+    let err =
+        Qwen3VL::load(&tiny_b, DType::F32, &Device::Cpu, Some(loaded)).expect_err("shapes differ");
     assert!(err.to_string().contains("lora_A"), "{err}");
     let merged = tempfile::tempdir().unwrap();
     let err = merge_into_checkpoint(&tiny_b, dir.path(), &merged.path().join("out"))
@@ -207,10 +216,12 @@ fn dropout_is_seeded_and_resumable() {
     let state = factory.rng_state();
     let first = logits(&model, &batch);
     let second = logits(&model, &batch);
-    assert!(max_abs_diff(&first, &second) > 1e-3, "masks must differ per step");
+    assert!(
+        max_abs_diff(&first, &second) > 1e-3,
+        "masks must differ per step"
+    );
     factory.set_rng_state(state);
     assert_eq!(max_abs_diff(&logits(&model, &batch), &first), 0.0);
     factory.set_training(false);
     assert_eq!(max_abs_diff(&logits(&model, &batch), &eval), 0.0);
 }
-

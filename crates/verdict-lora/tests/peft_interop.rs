@@ -56,8 +56,8 @@ fn adapters_made_by_peft_reproduce_its_logits() {
 
         let out = tempfile::tempdir().unwrap();
         merge_into_checkpoint(&tiny_a(), &dir, &out.path().join("merged")).unwrap();
-        let merged = Qwen3VL::load(&out.path().join("merged"), DType::F32, &Device::Cpu, None)
-            .unwrap();
+        let merged =
+            Qwen3VL::load(&out.path().join("merged"), DType::F32, &Device::Cpu, None).unwrap();
         let merged = logits(&merged, &batch).squeeze(0).unwrap();
         let diff = max_abs_diff(&merged, &reference[&format!("{name}.merged_logits")]);
         println!("{name}: merged, max |logit difference| vs PEFT merge_and_unload = {diff:e}");

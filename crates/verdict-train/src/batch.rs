@@ -50,7 +50,10 @@ pub fn prompt_batch(
     Ok(Batch::single(ids, pixel_values, pixels.grid_thw))
 }
 
-fn encode_prompt(preprocessor: &Preprocessor, record: &SftRecord) -> Result<(Vec<u32>, PixelValues)> {
+fn encode_prompt(
+    preprocessor: &Preprocessor,
+    record: &SftRecord,
+) -> Result<(Vec<u32>, PixelValues)> {
     let images = record
         .images()
         .iter()
@@ -63,7 +66,11 @@ fn encode_prompt(preprocessor: &Preprocessor, record: &SftRecord) -> Result<(Vec
 }
 
 /// Tokenises a record for training; `labels` are the task's label names.
-pub fn encode(preprocessor: &Preprocessor, record: &SftRecord, labels: &[String]) -> Result<Encoded> {
+pub fn encode(
+    preprocessor: &Preprocessor,
+    record: &SftRecord,
+    labels: &[String],
+) -> Result<Encoded> {
     let (prompt, pixels) = encode_prompt(preprocessor, record)?;
     let mut answer = preprocessor.chat().encode_continuation(&record.answer())?;
     if let Some(end) = preprocessor.chat().token_id("<|im_end|>") {

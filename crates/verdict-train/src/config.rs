@@ -105,10 +105,16 @@ impl TrainConfig {
             return bad("micro_batch_size and grad_accumulation must be at least 1".into());
         }
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
-            return bad(format!("learning_rate must be positive, got {}", self.learning_rate));
+            return bad(format!(
+                "learning_rate must be positive, got {}",
+                self.learning_rate
+            ));
         }
         if !(0.0..1.0).contains(&self.warmup_ratio) {
-            return bad(format!("warmup_ratio must be in [0, 1), got {}", self.warmup_ratio));
+            return bad(format!(
+                "warmup_ratio must be in [0, 1), got {}",
+                self.warmup_ratio
+            ));
         }
         if self.validate_every_steps == Some(0) || self.checkpoint_every_steps == Some(0) {
             return bad("validate_every_steps and checkpoint_every_steps must be positive".into());

@@ -174,7 +174,14 @@ mod tests {
         let device = Device::Cpu;
         let start = Tensor::new(&[[1.0f32, -2.0], [0.5, 3.0]], &device).unwrap();
         let target = Tensor::new(&[[0.0f32, 1.0], [2.0, -1.0]], &device).unwrap();
-        let loss = |v: &Var| (v.as_tensor() - &target).unwrap().sqr().unwrap().sum_all().unwrap();
+        let loss = |v: &Var| {
+            (v.as_tensor() - &target)
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+        };
         let ours_var = Var::from_tensor(&start).unwrap();
         let theirs_var = Var::from_tensor(&start).unwrap();
         let config = AdamWConfig::default();

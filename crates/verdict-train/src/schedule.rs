@@ -32,9 +32,7 @@ impl Schedule {
         let decay_steps = self.total_steps.saturating_sub(self.warmup_steps).max(1);
         let progress = ((step - self.warmup_steps) as f64 / decay_steps as f64).min(1.0);
         match self.decay {
-            Decay::Cosine => {
-                self.peak_lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
-            }
+            Decay::Cosine => self.peak_lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
             Decay::Linear => self.peak_lr * (1.0 - progress),
             Decay::Constant => self.peak_lr,
         }

@@ -297,7 +297,11 @@ name = "blue"
         write_jsonl(&path, &records).unwrap();
         assert_eq!(read_jsonl(&path).unwrap(), records);
         let first: serde_json::Value = serde_json::from_str(
-            std::fs::read_to_string(&path).unwrap().lines().next().unwrap(),
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap(),
         )
         .unwrap();
         assert_eq!(first["messages"][1]["content"][0]["type"], "image");

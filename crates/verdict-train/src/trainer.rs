@@ -136,27 +136,28 @@ pub fn run(
             truncate_metrics(&out.join(METRICS_FILE), state.step)?;
             state
         }
-        (false, Some(dir)) => {
-            return Err(Error::Invalid(format!(
-                "{} already holds a run (checkpoint {}); resume it or choose another output directory",
-                out.display(),
-                dir.display()
-            )))
-        }
+        (false, Some(dir)) => return Err(Error::Invalid(format!(
+            "{} already holds a run (checkpoint {}); resume it or choose another output directory",
+            out.display(),
+            dir.display()
+        ))),
         (_, None) => {
             truncate_metrics(&out.join(METRICS_FILE), 0)?;
             fresh_state(session, run_key)
         }
     };
-    write_json(&out.join("train_config.json"), &serde_json::json!({
-        "base": session.base_name(),
-        "train_samples": data.train.len(),
-        "val_samples": data.val.len(),
-        "labels": data.labels,
-        "adapted_layers": session.factory.adapted_paths().len(),
-        "trainable_parameters": session.factory.num_trainable_parameters(),
-        "config": config,
-    }))?;
+    write_json(
+        &out.join("train_config.json"),
+        &serde_json::json!({
+            "base": session.base_name(),
+            "train_samples": data.train.len(),
+            "val_samples": data.val.len(),
+            "labels": data.labels,
+            "adapted_layers": session.factory.adapted_paths().len(),
+            "trainable_parameters": session.factory.num_trainable_parameters(),
+            "config": config,
+        }),
+    )?;
     let mut metrics = MetricsWriter::open(&out.join(METRICS_FILE))?;
     observer.on_start(state.step, total_steps);
 
@@ -243,7 +244,13 @@ pub fn run(
             }
             if checkpoint_now || state.stopped {
                 state.rng = session.factory.rng_state();
-                checkpoint::save(out, &state, &session.factory, &optimizer, &session.base_name())?;
+                checkpoint::save(
+                    out,
+                    &state,
+                    &session.factory,
+                    &optimizer,
+                    &session.base_name(),
+                )?;
             }
             if observer.should_stop(state.step) {
                 return Ok(outcome(Finish::Interrupted, &state, total_steps));
@@ -313,7 +320,12 @@ fn run_validation(
         return Ok(None);
     }
     session.factory.set_training(false);
-    let v = validate(&session.model, &session.preprocessor, &data.val, &data.labels)?;
+    let v = validate(
+        &session.model,
+        &session.preprocessor,
+        &data.val,
+        &data.labels,
+    )?;
     metrics.write(
         "validation",
         &serde_json::json!({"step": state.step, "epoch": state.epoch, "validation": v}),
@@ -330,7 +342,9 @@ fn update_best(
     v: Validation,
     patience: usize,
 ) -> Result<()> {
-    let improved = state.best.is_none_or(|(_, best)| v.macro_f1 > best.macro_f1);
+    let improved = state
+        .best
+        .is_none_or(|(_, best)| v.macro_f1 > best.macro_f1);
     if improved {
         let tmp = out.join(".best.tmp");
         if tmp.exists() {
@@ -356,12 +370,18 @@ fn update_best(
 /// The same shuffled order for an epoch in every run with the same seed.
 pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(0x9e37_79b9_7f4a_7c15u64.wrapping_mul(epoch as u64 + 1)));
+    let mut rng = ChaCha8Rng::seed_from_u64(
+        seed.wrapping_add(0x9e37_79b9_7f4a_7c15u64.wrapping_mul(epoch as u64 + 1)),
+    );
     order.shuffle(&mut rng);
     order
 }
 
-fn label_first_tokens(session: &Session, labels: &[String], objective: Objective) -> Result<Vec<u32>> {
+fn label_first_tokens(
+    session: &Session,
+    labels: &[String],
+    objective: Objective,
+) -> Result<Vec<u32>> {
     if objective != Objective::LabelTokens {
         return Ok(Vec::new());
     }
@@ -386,8 +406,8 @@ fn run_key(session: &Session, data: &Data, config: &TrainConfig) -> String {
         .chain(&data.val)
         .map(|r| (r.sample_id.as_str(), r.label.as_str()))
         .collect();
-    let text = serde_json::json!({"config": config, "data": ids, "base": session.base_name()})
-        .to_string();
+    let text =
+        serde_json::json!({"config": config, "data": ids, "base": session.base_name()}).to_string();
     let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     });

@@ -33,9 +33,16 @@ fn task() -> TaskSpec {
 
 /// A grey noisy 64x64 image with a red or blue square somewhere.
 fn draw(class: usize, rng: &mut impl Rng) -> RgbImage {
-    let colour = if class == 0 { [220, 30, 20] } else { [20, 40, 220] };
+    let colour = if class == 0 {
+        [220, 30, 20]
+    } else {
+        [20, 40, 220]
+    };
     let size = rng.random_range(24..40u32);
-    let (x0, y0) = (rng.random_range(0..64 - size), rng.random_range(0..64 - size));
+    let (x0, y0) = (
+        rng.random_range(0..64 - size),
+        rng.random_range(0..64 - size),
+    );
     RgbImage::from_fn(64, 64, |x, y| {
         if (x0..x0 + size).contains(&x) && (y0..y0 + size).contains(&y) {
             Rgb(colour)
@@ -112,27 +119,56 @@ fn fine_tuning_beats_the_untrained_model_by_a_wide_margin() {
         ..config()
     };
     let out = work.path().join("run");
-    let outcome = trainer::run(&session(&config), &data, &config, &out, false, &mut trainer::Silent)
-        .unwrap();
+    let outcome = trainer::run(
+        &session(&config),
+        &data,
+        &config,
+        &out,
+        false,
+        &mut trainer::Silent,
+    )
+    .unwrap();
     let initial = outcome.initial.expect("validated before training");
     let (_, best) = outcome.best.expect("validated during training");
     println!("before: {initial:?}\nbest:   {best:?}");
     assert_eq!(outcome.finish, Finish::Completed);
-    assert!(best.accuracy >= 0.9, "accuracy {} after fine-tuning", best.accuracy);
+    assert!(
+        best.accuracy >= 0.9,
+        "accuracy {} after fine-tuning",
+        best.accuracy
+    );
     assert!(
         best.macro_f1 >= initial.macro_f1 + 0.3,
         "macro-F1 {} -> {}",
         initial.macro_f1,
         best.macro_f1
     );
-    for file in ["adapter/adapter_model.safetensors", "best/adapter_config.json", "summary.json", "train_config.json", "metrics.jsonl"] {
+    for file in [
+        "adapter/adapter_model.safetensors",
+        "best/adapter_config.json",
+        "summary.json",
+        "train_config.json",
+        "metrics.jsonl",
+    ] {
         assert!(out.join(file).exists(), "{file} missing");
     }
     // The saved adapter is the best one: loading it reproduces the best validation.
-    let loaded = verdict_lora::LoraFactory::load_peft(&out.join("adapter"), &Device::Cpu, verdict_models::DType::F32).unwrap();
-    let model = verdict_models::qwen3_vl::Qwen3VL::load(&tiny_a(), verdict_models::DType::F32, &Device::Cpu, Some(loaded)).unwrap();
+    let loaded = verdict_lora::LoraFactory::load_peft(
+        &out.join("adapter"),
+        &Device::Cpu,
+        verdict_models::DType::F32,
+    )
+    .unwrap();
+    let model = verdict_models::qwen3_vl::Qwen3VL::load(
+        &tiny_a(),
+        verdict_models::DType::F32,
+        &Device::Cpu,
+        Some(loaded),
+    )
+    .unwrap();
     let preprocessor = verdict_models::qwen3_vl::inputs::Preprocessor::from_dir(&tiny_a()).unwrap();
-    let again = verdict_train::validate::validate(&model, &preprocessor, &data.val, &data.labels).unwrap();
+    let again =
+        verdict_train::validate::validate(&model, &preprocessor, &data.val, &data.labels).unwrap();
     assert_eq!(again.macro_f1, best.macro_f1);
 }
 
@@ -176,31 +212,71 @@ fn resumed_run_ends_exactly_like_an_uninterrupted_one() {
         ..config()
     };
     let straight = work.path().join("straight");
-    let full = trainer::run(&session(&config), &data, &config, &straight, false, &mut trainer::Silent)
-        .unwrap();
+    let full = trainer::run(
+        &session(&config),
+        &data,
+        &config,
+        &straight,
+        false,
+        &mut trainer::Silent,
+    )
+    .unwrap();
     assert_eq!(full.steps, 6);
 
     // Stop right after step 5 (the last checkpoint is step 4): step 5 is lost, as in a kill -9.
     let resumed = work.path().join("resumed");
     let mut stop = StopAt(5, Vec::new());
-    let partial = trainer::run(&session(&config), &data, &config, &resumed, false, &mut stop).unwrap();
+    let partial = trainer::run(
+        &session(&config),
+        &data,
+        &config,
+        &resumed,
+        false,
+        &mut stop,
+    )
+    .unwrap();
     assert_eq!(partial.finish, Finish::Interrupted);
-    let err = trainer::run(&session(&config), &data, &config, &resumed, false, &mut trainer::Silent)
-        .err()
-        .expect("refuses to overwrite a run without resume");
+    let err = trainer::run(
+        &session(&config),
+        &data,
+        &config,
+        &resumed,
+        false,
+        &mut trainer::Silent,
+    )
+    .err()
+    .expect("refuses to overwrite a run without resume");
     assert!(err.to_string().contains("resume"), "{err}");
     // A fresh process: new model, new adapters, state only from the checkpoint.
-    let finished = trainer::run(&session(&config), &data, &config, &resumed, true, &mut trainer::Silent)
-        .unwrap();
+    let finished = trainer::run(
+        &session(&config),
+        &data,
+        &config,
+        &resumed,
+        true,
+        &mut trainer::Silent,
+    )
+    .unwrap();
     assert_eq!(finished, full);
 
     let read = |dir: &Path| {
-        candle_core::safetensors::load(dir.join("adapter/adapter_model.safetensors"), &candle_core::Device::Cpu).unwrap()
+        candle_core::safetensors::load(
+            dir.join("adapter/adapter_model.safetensors"),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap()
     };
     let (a, b) = (read(&straight), read(&resumed));
     assert_eq!(a.len(), b.len());
     for (name, tensor) in &a {
-        let diff = (tensor - &b[name]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = (tensor - &b[name])
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert_eq!(diff, 0.0, "{name} differs by {diff}");
     }
     assert_eq!(metric_lines(&straight), metric_lines(&resumed));
@@ -212,9 +288,26 @@ fn answer_position_logits_match_full_forward() {
     // slicing the model's full logits, with left padding in the batch.
     use verdict_models::qwen3_vl::{Batch, Logits, Qwen3VL};
     let model = Qwen3VL::load(&tiny_a(), verdict_models::DType::F32, &Device::Cpu, None).unwrap();
-    let batch = Batch::left_padded(vec![vec![5, 9, 17, 3, 8], vec![7, 2, 11]], 320, None, Vec::new());
-    let full = model.forward(&batch, None, Logits::All, false).unwrap().logits;
-    let projected = model.project(&model.forward_hidden(&batch).unwrap()).unwrap();
-    let diff = (full - projected).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let batch = Batch::left_padded(
+        vec![vec![5, 9, 17, 3, 8], vec![7, 2, 11]],
+        320,
+        None,
+        Vec::new(),
+    );
+    let full = model
+        .forward(&batch, None, Logits::All, false)
+        .unwrap()
+        .logits;
+    let projected = model
+        .project(&model.forward_hidden(&batch).unwrap())
+        .unwrap();
+    let diff = (full - projected)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     assert!(diff < 1e-5, "logits differ by {diff}");
 }

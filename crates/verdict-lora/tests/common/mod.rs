@@ -16,7 +16,9 @@ pub fn image_batch() -> Batch {
     let reference =
         candle_core::safetensors::load(tiny_a().join("reference.safetensors"), &Device::Cpu)
             .expect("tiny_a reference fixture");
-    let ids = reference["one_image.input_ids"].to_vec2::<i64>().expect("ids")[0]
+    let ids = reference["one_image.input_ids"]
+        .to_vec2::<i64>()
+        .expect("ids")[0]
         .iter()
         .map(|&v| v as u32)
         .collect();
@@ -26,11 +28,7 @@ pub fn image_batch() -> Batch {
         .iter()
         .map(|g| [g[0] as usize, g[1] as usize, g[2] as usize])
         .collect();
-    Batch::single(
-        ids,
-        Some(reference["one_image.pixel_values"].clone()),
-        grid,
-    )
+    Batch::single(ids, Some(reference["one_image.pixel_values"].clone()), grid)
 }
 
 pub fn logits(model: &Qwen3VL, batch: &Batch) -> Tensor {
