@@ -10,6 +10,8 @@ use std::sync::Arc;
 use image::RgbImage;
 use verdict_baseline::{Baseline, Head, MULTI_LABEL_THRESHOLD};
 use verdict_models::qwen3_vl::classify::Classifier;
+use verdict_models::qwen3_vl::inputs::Preprocessor;
+use verdict_models::qwen3_vl::Qwen3VL;
 use verdict_models::{DType, Device};
 
 use crate::error::{Result, ServeError};
@@ -88,11 +90,28 @@ impl ServedModel {
     /// Loads `dir`: a baseline directory (`baseline.json`) or a Qwen3-VL checkpoint
     /// (`config.json`). A generative model needs `labels`; a baseline knows its own.
     pub fn load(dir: &Path, labels: Option<LabelSet>) -> Result<Self> {
+        Self::load_with_adapter(dir, labels, None)
+    }
+
+    /// [`ServedModel::load`] with a PEFT-format LoRA `adapter` directory applied to a
+    /// Qwen3-VL checkpoint (the base weights stay as they are on disk; the adapter wraps the
+    /// layers it targets).
+    pub fn load_with_adapter(
+        dir: &Path,
+        labels: Option<LabelSet>,
+        adapter: Option<&Path>,
+    ) -> Result<Self> {
         let failure = |message: String| ServeError::Model {
             path: dir.to_path_buf(),
             message,
         };
         if dir.join("baseline.json").exists() {
+            if let Some(adapter) = adapter {
+                return Err(failure(format!(
+                    "adapter {}: LoRA adapters apply to Qwen3-VL checkpoints, not text baselines",
+                    adapter.display()
+                )));
+            }
             let baseline = Baseline::load(dir).map_err(|e| failure(e.to_string()))?;
             return Ok(Self::Baseline(Box::new(baseline)));
         }
@@ -104,8 +123,11 @@ impl ServedModel {
                         .into(),
                 )
             })?;
-            let classifier = Classifier::load(dir, DType::F32, &Device::Cpu)
-                .map_err(|e| failure(e.to_string()))?;
+            let classifier = match adapter {
+                None => Classifier::load(dir, DType::F32, &Device::Cpu)
+                    .map_err(|e| failure(e.to_string()))?,
+                Some(adapter) => load_adapted(dir, adapter).map_err(failure)?,
+            };
             let engine = QwenEngine::new(classifier, labels).map_err(failure)?;
             return Ok(Self::Qwen(Box::new(engine)));
         }
@@ -157,6 +179,20 @@ impl ServedModel {
             Self::Custom(model) => model.classify_batch(inputs),
         }
     }
+}
+
+/// A Qwen3-VL classifier whose linear layers carry the LoRA adapter of `adapter_dir`.
+fn load_adapted(dir: &Path, adapter_dir: &Path) -> std::result::Result<Classifier, String> {
+    let device = Device::Cpu;
+    let in_adapter = |e: verdict_lora::Error| format!("adapter {}: {e}", adapter_dir.display());
+    let factory =
+        verdict_lora::LoraFactory::load_peft(adapter_dir, &device, DType::F32).map_err(in_adapter)?;
+    let model = Qwen3VL::load(dir, DType::F32, &device, Some(factory.clone()))
+        .map_err(|e| e.to_string())?;
+    // An adapter whose layers the model never asked for targets another architecture.
+    factory.ensure_all_loaded().map_err(in_adapter)?;
+    let preprocessor = Preprocessor::from_dir(dir).map_err(|e| e.to_string())?;
+    Ok(Classifier::new(model, preprocessor))
 }
 
 /// Baselines read text only; inputs without text fail alone, the rest run as one matrix.

@@ -446,3 +446,37 @@ async fn chat_request_errors() {
         assert_error(&answer, StatusCode::BAD_REQUEST, code);
     }
 }
+
+#[test]
+fn an_adapter_serves_like_its_merged_checkpoint() {
+    let adapter = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../verdict-lora/tests/fixtures/peft/names");
+    let merged = tempfile::tempdir().unwrap();
+    verdict_lora::merge_into_checkpoint(&tiny_dir(), &adapter, merged.path()).unwrap();
+    let adapted =
+        ServedModel::load_with_adapter(&tiny_dir(), Some(labels(&THREE)), Some(&adapter)).unwrap();
+    let merged = ServedModel::load(merged.path(), Some(labels(&THREE))).unwrap();
+    let base = load(&THREE);
+    let input = ClassifyInput {
+        text: Some("adapted?".into()),
+        images: vec![image::RgbImage::from_pixel(32, 32, image::Rgb([90, 10, 200]))],
+        reason: false,
+    };
+    let p = |model: &ServedModel| {
+        model.classify_batch(std::slice::from_ref(&input))[0]
+            .as_ref()
+            .unwrap()
+            .probabilities
+            .clone()
+    };
+    let (with_adapter, with_merge, without) = (p(&adapted), p(&merged), p(&base));
+    for (a, m) in with_adapter.iter().zip(&with_merge) {
+        assert!((a - m).abs() < 1e-4, "{with_adapter:?} vs merged {with_merge:?}");
+    }
+    let moved: f64 = with_adapter.iter().zip(&without).map(|(a, b)| (a - b).abs()).sum();
+    assert!(moved > 1e-6, "the adapter changed nothing: {with_adapter:?}");
+    let error = ServedModel::load_with_adapter(&tiny_dir(), Some(labels(&THREE)), Some(&tiny_dir()))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("adapter"), "{error}");
+}
