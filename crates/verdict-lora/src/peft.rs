@@ -217,6 +217,12 @@ pub(crate) fn save(factory: &LoraFactory, dir: &Path, base_model_name: &str) -> 
     } else {
         json!(config.target_modules)
     };
+    // PEFT's field is an int; keep whole values integral so strict readers accept them.
+    let alpha = if config.alpha.fract() == 0.0 && config.alpha.abs() < 1e15 {
+        json!(config.alpha as i64)
+    } else {
+        json!(config.alpha)
+    };
     let file = json!({
         "alpha_pattern": {},
         "auto_mapping": null,
@@ -228,7 +234,7 @@ pub(crate) fn save(factory: &LoraFactory, dir: &Path, base_model_name: &str) -> 
         "init_lora_weights": true,
         "layers_pattern": null,
         "layers_to_transform": null,
-        "lora_alpha": config.alpha,
+        "lora_alpha": alpha,
         "lora_dropout": config.dropout,
         "modules_to_save": null,
         "peft_type": "LORA",

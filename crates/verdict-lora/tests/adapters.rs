@@ -134,6 +134,7 @@ fn adapter_round_trips_through_peft_files() {
     assert_eq!(json["peft_type"], "LORA");
     assert_eq!(json["r"], 3);
     assert_eq!(json["use_rslora"], true);
+    assert_eq!(json["lora_alpha"], 5, "PEFT reads lora_alpha as an int");
     assert_eq!(json["target_modules"][1], "v_proj");
     let saved =
         candle_core::safetensors::load(dir.path().join("adapter_model.safetensors"), &Device::Cpu)
