@@ -35,6 +35,7 @@ impl RunningServer {
         let state = AppState {
             arena: Arc::new(arena),
             token: Some(Arc::from(TOKEN)),
+            local_only: true,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready, port_receiver) = std::sync::mpsc::channel();

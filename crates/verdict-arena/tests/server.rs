@@ -33,6 +33,7 @@ fn state(arena: Arena, token: Option<&str>) -> AppState {
     AppState {
         arena: Arc::new(arena),
         token: token.map(Arc::from),
+        local_only: true,
     }
 }
 

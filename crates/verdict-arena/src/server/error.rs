@@ -12,6 +12,7 @@ pub enum AppError {
     Conflict(String),
     NotFound,
     Unauthorized,
+    Forbidden,
     Internal(String),
 }
 
@@ -34,6 +35,10 @@ impl IntoResponse for AppError {
             AppError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 "this arena needs its token: open the link with ?token=...".to_owned(),
+            ),
+            AppError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "this arena only answers requests for localhost or 127.0.0.1".to_owned(),
             ),
             AppError::Internal(detail) => {
                 tracing::error!(%detail, "arena request failed");

@@ -41,6 +41,10 @@ pub struct AppState {
     pub arena: Arc<Arena>,
     /// Required on every request when set.
     pub token: Option<Arc<str>>,
+    /// Answer only requests addressed to a loopback name (`localhost`, `127.0.0.1`, `[::1]`).
+    /// A page elsewhere could otherwise point its own domain at 127.0.0.1 (DNS rebinding)
+    /// and script the arena from the rater's browser.
+    pub local_only: bool,
 }
 
 /// The arena's routes.
@@ -107,7 +111,32 @@ fn same_secret(given: &str, expected: &str) -> bool {
     difference == 0
 }
 
+/// Whether a `Host` header names this machine; a missing header is not a browser's request.
+fn loopback_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST) else {
+        return true;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let name = if host.starts_with('[') {
+        host.split(']')
+            .next()
+            .map(|name| format!("{name}]"))
+            .unwrap_or_default()
+    } else {
+        host.split(':').next().unwrap_or_default().to_owned()
+    };
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "localhost" | "127.0.0.1" | "[::1]"
+    )
+}
+
 async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if state.local_only && !loopback_host(request.headers()) {
+        return AppError::Forbidden.into_response();
+    }
     if let Some(expected) = &state.token {
         let given = presented_token(request.headers(), request.uri().query());
         // Tokens are URL-safe by construction (see the CLI); no percent-decoding needed.
@@ -263,5 +292,32 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t2"));
         assert_eq!(presented_token(&headers, None), Some("t2"));
+    }
+
+    #[test]
+    fn loopback_hosts_only() {
+        let host = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::HOST, HeaderValue::from_static(value));
+            loopback_host(&headers)
+        };
+        for good in [
+            "127.0.0.1:8090",
+            "localhost",
+            "LOCALHOST:1",
+            "[::1]:8090",
+            "[::1]",
+        ] {
+            assert!(host(good), "{good}");
+        }
+        for bad in [
+            "attacker.test",
+            "127.0.0.1.attacker.test:80",
+            "localhost.attacker.test",
+            "[::2]:1",
+        ] {
+            assert!(!host(bad), "{bad}");
+        }
+        assert!(loopback_host(&HeaderMap::new()));
     }
 }
