@@ -24,9 +24,8 @@ pub struct ModelCard<'a> {
     pub policy: HierarchyPolicy,
     /// Knowledge-infusion question counts, when such data was used.
     pub ki: Option<&'a KiCounts>,
-    /// Labelled images used for training and evaluation.
+    /// Labelled images used for training.
     pub train_images: Option<usize>,
-    pub eval_images: Option<usize>,
     /// Where the training data came from, in words.
     pub data_note: String,
     pub report: Option<&'a OntologyReport>,
@@ -88,11 +87,8 @@ impl ModelCard<'_> {
             Some(report) => {
                 let _ = writeln!(
                     md,
-                    "{} images{}; labels normalised with `{}` on both sides.\n",
+                    "{} labelled images; labels normalised with `{}` on both sides.\n",
                     report.samples,
-                    self.eval_images
-                        .map(|n| format!(" (of {n} held out)"))
-                        .unwrap_or_default(),
                     report.policy.as_str()
                 );
                 let _ = writeln!(

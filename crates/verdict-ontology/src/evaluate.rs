@@ -121,3 +121,43 @@ pub fn evaluate(
         dimensions,
     })
 }
+
+/// Reads back a report written as JSON (`metrics.json`), e.g. to put it on a model card later.
+pub fn report_from_json(value: &serde_json::Value) -> Result<OntologyReport> {
+    let bad = |what: &str| OntologyError::Input(format!("evaluation report: {what}"));
+    let policy: HierarchyPolicy = serde_json::from_value(value["policy"].clone())
+        .map_err(|e| bad(&format!("policy: {e}")))?;
+    let hierarchical: HierarchicalScores = serde_json::from_value(value["hierarchical"].clone())
+        .map_err(|e| bad(&format!("hierarchical: {e}")))?;
+    let mut dimensions = BTreeMap::new();
+    let entries = value["dimensions"]
+        .as_object()
+        .ok_or_else(|| bad("no dimensions"))?;
+    for (name, d) in entries {
+        let labels: Vec<String> = serde_json::from_value(d["labels"].clone())
+            .map_err(|e| bad(&format!("{name}.labels: {e}")))?;
+        let metrics = d["metrics"]
+            .as_object()
+            .ok_or_else(|| bad(&format!("{name}.metrics")))?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_f64()))
+            .collect();
+        let scores: HierarchicalScores = serde_json::from_value(d["hierarchical"].clone())
+            .map_err(|e| bad(&format!("{name}.hierarchical: {e}")))?;
+        dimensions.insert(
+            name.clone(),
+            DimensionReport {
+                labels,
+                metrics: MetricValues(metrics),
+                hierarchical: scores,
+            },
+        );
+    }
+    Ok(OntologyReport {
+        policy,
+        samples: value["samples"].as_u64().unwrap_or(0) as usize,
+        exact_match: value["exact_match"].as_f64(),
+        hierarchical,
+        dimensions,
+    })
+}

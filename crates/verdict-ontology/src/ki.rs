@@ -117,7 +117,11 @@ impl KiDataset {
         let system = prompt::system_prompt(ontology);
         questions
             .iter()
-            .map(|q| ChatExample::text(&system, &q.question, &q.answer))
+            .enumerate()
+            .map(|(i, q)| {
+                let id = format!("ki-{}-{}-{i}", q.kind.as_str(), q.concept);
+                ChatExample::text(&id, &system, &q.question, &q.answer)
+            })
             .collect()
     }
 }

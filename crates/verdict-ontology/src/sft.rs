@@ -20,34 +20,70 @@ use crate::hierarchy::HierarchyPolicy;
 use crate::ontology::Ontology;
 use crate::prompt;
 
-/// One chat example; serialises to the `messages` format.
+/// One chat example, in the record shape of the project's SFT builder: `sample_id`, `label`
+/// (here the exact assistant answer, which is what validation by answer scoring compares) and
+/// `messages` whose contents are lists of `{"type": "text" | "image", ...}` parts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatExample {
+    pub sample_id: String,
+    pub label: String,
     pub messages: Vec<serde_json::Value>,
+}
+
+fn turn(role: &str, parts: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"role": role, "content": parts})
 }
 
 impl ChatExample {
     /// A text-only exchange (knowledge questions).
-    pub fn text(system: &str, question: &str, answer: &str) -> Self {
+    pub fn text(sample_id: &str, system: &str, question: &str, answer: &str) -> Self {
         Self {
+            sample_id: sample_id.to_string(),
+            label: answer.to_string(),
             messages: vec![
-                serde_json::json!({"role": "system", "content": system}),
-                serde_json::json!({"role": "user", "content": [{"type": "text", "text": question}]}),
-                serde_json::json!({"role": "assistant", "content": answer}),
+                turn(
+                    "system",
+                    serde_json::json!([{"type": "text", "text": system}]),
+                ),
+                turn(
+                    "user",
+                    serde_json::json!([{"type": "text", "text": question}]),
+                ),
+                turn(
+                    "assistant",
+                    serde_json::json!([{"type": "text", "text": answer}]),
+                ),
             ],
         }
     }
 
     /// An image followed by an instruction.
-    pub fn image(system: &str, image: &str, instruction: &str, answer: &str) -> Self {
+    pub fn image(
+        sample_id: &str,
+        system: &str,
+        image: &str,
+        instruction: &str,
+        answer: &str,
+    ) -> Self {
         Self {
+            sample_id: sample_id.to_string(),
+            label: answer.to_string(),
             messages: vec![
-                serde_json::json!({"role": "system", "content": system}),
-                serde_json::json!({"role": "user", "content": [
-                    {"type": "image", "image": image},
-                    {"type": "text", "text": instruction},
-                ]}),
-                serde_json::json!({"role": "assistant", "content": answer}),
+                turn(
+                    "system",
+                    serde_json::json!([{"type": "text", "text": system}]),
+                ),
+                turn(
+                    "user",
+                    serde_json::json!([
+                        {"type": "image", "image": image},
+                        {"type": "text", "text": instruction},
+                    ]),
+                ),
+                turn(
+                    "assistant",
+                    serde_json::json!([{"type": "text", "text": answer}]),
+                ),
             ],
         }
     }
@@ -177,6 +213,7 @@ pub fn image_examples(ontology: &Ontology, images: &[LabelledImage]) -> Vec<Chat
         .iter()
         .map(|image| {
             ChatExample::image(
+                &image.sample_id,
                 &system,
                 &image.image.to_string_lossy(),
                 &instruction,

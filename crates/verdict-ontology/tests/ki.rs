@@ -133,11 +133,15 @@ fn counts_per_kind_and_chat_format() {
     let first = serde_json::to_value(&examples[0]).unwrap();
     assert_eq!(
         first,
-        serde_json::json!({"messages": [
-            {"role": "system", "content": "You label material with concepts of the ontology tiny. Answer only with concept names of the ontology."},
-            {"role": "user", "content": [{"type": "text", "text": "What does the concept Colour mean in the tiny ontology?"}]},
-            {"role": "assistant", "content": "What hue something has."}
-        ]})
+        serde_json::json!({
+            "sample_id": "ki-definition-Colour-0",
+            "label": "What hue something has.",
+            "messages": [
+                {"role": "system", "content": [{"type": "text", "text": "You label material with concepts of the ontology tiny. Answer only with concept names of the ontology."}]},
+                {"role": "user", "content": [{"type": "text", "text": "What does the concept Colour mean in the tiny ontology?"}]},
+                {"role": "assistant", "content": [{"type": "text", "text": "What hue something has."}]}
+            ]
+        })
     );
 }
 
