@@ -27,6 +27,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     // <commands-enum>
+    /// Label along the dimensions of an RDF ontology: check it, knowledge-infusion questions, worksheets, SFT data, evaluation, model card.
+    Ontology(commands::ontology::Args),
+    /// Label one image with an ontology-constrained Qwen3-VL answer and print the JSON.
+    ClassifyImage(commands::classify_image::Args),
     /// Classify images and/or text with a local Qwen3-VL checkpoint: label probabilities or a constrained JSON answer.
     Predict(commands::predict::Args),
     /// Render mesh files (STL, OBJ, 3MF) to multi-view PNGs.
@@ -50,6 +54,8 @@ fn main() -> std::process::ExitCode {
     commands::init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         // <commands-dispatch>
+        Command::Ontology(args) => commands::ontology::run(args),
+        Command::ClassifyImage(args) => commands::classify_image::run(args),
         Command::Predict(args) => commands::predict::run(args),
         Command::Render(args) => commands::render::run(args),
         Command::Run(args) => commands::run::run(args),

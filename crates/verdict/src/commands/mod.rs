@@ -1,6 +1,8 @@
 //! One module per subcommand: each has `Args` (clap) and `run(args) -> anyhow::Result<()>`.
 
 // <commands-mod>
+pub mod classify_image;
+pub mod ontology;
 pub mod baseline;
 pub mod data;
 pub mod eval;
