@@ -19,6 +19,7 @@ pub mod prompt;
 pub mod rdf;
 pub mod sft;
 pub mod spec;
+pub mod train;
 pub mod worksheet;
 
 pub use constraint::{parse_answer, Answer, AnswerConstraint, AnswerSchema};

@@ -103,13 +103,22 @@ fn example_runs_end_to_end_with_the_tiny_model() {
         assert!(answer.contains("\"NumberSense\""), "{answer}");
     }
 
-    let model = work.path().join("model");
-    std::fs::create_dir_all(&model).unwrap();
+    // A short fine-tuning run of the tiny checkpoint on the mix, merged into a checkpoint.
     let tiny = repo().join("crates/verdict-models/tests/fixtures/qwen3_vl/tiny_a");
-    for entry in std::fs::read_dir(&tiny).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), model.join(entry.file_name())).unwrap();
-    }
+    let trained = work.path().join("train");
+    let out = stdout(
+        verdict()
+            .args(["ontology", "train", "--base"])
+            .arg(&tiny)
+            .arg("--sft")
+            .arg(&sft)
+            .arg("--out")
+            .arg(&trained)
+            .args(["--epochs", "1", "--max-rows", "4", "--merge"]),
+    );
+    assert!(out.contains("merged checkpoint"), "{out}");
+    let model = trained.join("merged");
+    assert!(model.join("config.json").is_file());
     let eval = work.path().join("eval");
     let out = stdout(
         verdict()

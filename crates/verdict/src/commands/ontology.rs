@@ -73,6 +73,32 @@ pub enum Command {
         #[arg(long)]
         ki_per_image: Option<f64>,
     },
+    /// LoRA fine-tuning on the data of `verdict ontology sft` (images + knowledge questions),
+    /// validated on the held-out images; writes OUT/adapter and, with --merge, OUT/merged.
+    Train {
+        /// Base checkpoint directory (Qwen3-VL).
+        #[arg(long)]
+        base: PathBuf,
+        /// Folder written by `verdict ontology sft`.
+        #[arg(long)]
+        sft: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Full training settings as JSON (a serialised `TrainConfig`); flags below override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Peak learning rate.
+        #[arg(long)]
+        lr: Option<f64>,
+        /// Use only the first N train and val records (a quick sanity run).
+        #[arg(long)]
+        max_rows: Option<usize>,
+        /// Also write the base model with the adapter merged into OUT/merged.
+        #[arg(long)]
+        merge: bool,
+    },
     /// Label the held-out images of a `meta.json` folder with a checkpoint and score them per
     /// dimension; writes DIR/predictions.jsonl and DIR/metrics.json.
     Eval {
@@ -160,6 +186,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             out,
             ki_per_image,
         } => sft_data(&ontology, &data, ki.as_deref(), &out, ki_per_image),
+        Command::Train {
+            base,
+            sft,
+            out,
+            config,
+            epochs,
+            lr,
+            max_rows,
+            merge,
+        } => train(
+            &base,
+            &sft,
+            &out,
+            config.as_deref(),
+            epochs,
+            lr,
+            max_rows,
+            merge,
+        ),
         Command::Eval {
             model,
             ontology,
@@ -497,5 +542,56 @@ fn write_card(
     card.write(model, replace)
         .with_context(|| format!("writing the model card into {}", model.display()))?;
     println!("model card -> {}", model.join("README.md").display());
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train(
+    base: &Path,
+    sft_dir: &Path,
+    out: &Path,
+    config_path: Option<&Path>,
+    epochs: Option<usize>,
+    lr: Option<f64>,
+    max_rows: Option<usize>,
+    merge: bool,
+) -> anyhow::Result<()> {
+    let mut config: verdict_ontology::train::TrainConfig = match config_path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("parsing {} as training settings", path.display()))?
+        }
+        None => verdict_ontology::train::TrainConfig::default(),
+    };
+    if let Some(epochs) = epochs {
+        config.epochs = epochs;
+    }
+    if let Some(lr) = lr {
+        config.learning_rate = lr;
+    }
+    if max_rows.is_some() {
+        config.max_rows = max_rows;
+    }
+    let stage = progress::Stage::start("fine-tuning");
+    let trained = verdict_ontology::train::train(
+        base,
+        sft_dir,
+        out,
+        &config,
+        merge,
+        &Device::Cpu,
+        &mut verdict_ontology::train::Silent,
+    )
+    .with_context(|| format!("fine-tuning {} on {}", base.display(), sft_dir.display()))?;
+    stage.done(&format!(
+        "{:?} after {} of {} steps",
+        trained.outcome.finish, trained.outcome.steps, trained.outcome.total_steps
+    ));
+    println!("adapter -> {}", trained.adapter.display());
+    if let Some(merged) = &trained.merged {
+        println!("merged checkpoint -> {}", merged.display());
+    }
     Ok(())
 }
