@@ -563,7 +563,12 @@ fn train(
             serde_json::from_str(&text)
                 .with_context(|| format!("parsing {} as training settings", path.display()))?
         }
-        None => verdict_ontology::train::TrainConfig::default(),
+        // The trainer validates by scoring whole answers; over a mix of long label-set JSONs
+        // and short knowledge answers that number barely moves, so it must not stop training.
+        None => verdict_ontology::train::TrainConfig {
+            patience: 0,
+            ..verdict_ontology::train::TrainConfig::default()
+        },
     };
     if let Some(epochs) = epochs {
         config.epochs = epochs;
