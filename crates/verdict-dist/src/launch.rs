@@ -10,6 +10,10 @@
 //! | `LOCAL_WORLD_SIZE` | processes on this host |
 //! | `MASTER_ADDR`, `MASTER_PORT` | where rank 0 listens for the rendezvous |
 //!
+//! torchrun's agent keeps its own key-value store on `MASTER_PORT` and says so with
+//! `TORCHELASTIC_USE_AGENT_STORE=True`; rank 0 then listens on `MASTER_PORT + 1` for Verdict's
+//! rendezvous ([`LaunchEnv::rendezvous_endpoint`]). Other launchers leave the port free.
+//!
 //! No variable set means a plain single-process run. Some set and others missing is an error
 //! that names the missing ones, because a half-configured rank would otherwise train alone
 //! and silently diverge from its peers.
@@ -25,6 +29,9 @@ pub struct LaunchEnv {
     pub local_world_size: usize,
     pub master_addr: String,
     pub master_port: u16,
+    /// torchrun's agent holds `MASTER_PORT` (`TORCHELASTIC_USE_AGENT_STORE=True`).
+    #[serde(default)]
+    pub agent_store: bool,
 }
 
 const VARIABLES: [&str; 6] = [
@@ -46,6 +53,7 @@ impl LaunchEnv {
             local_world_size: 1,
             master_addr: "127.0.0.1".into(),
             master_port: 29500,
+            agent_store: false,
         }
     }
 
@@ -103,6 +111,8 @@ impl LaunchEnv {
             local_world_size: number(3)?,
             master_addr: text(4),
             master_port: port,
+            agent_store: lookup("TORCHELASTIC_USE_AGENT_STORE")
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
         };
         env.validate()?;
         Ok(Some(env))
@@ -139,12 +149,28 @@ impl LaunchEnv {
         self.rank == 0
     }
 
-    /// The `host:port` rank 0 listens on.
+    /// `MASTER_ADDR:MASTER_PORT`.
     pub fn master_endpoint(&self) -> String {
+        self.endpoint(self.master_port)
+    }
+
+    /// The `host:port` rank 0 listens on for Verdict's rendezvous: `MASTER_PORT`, or the port
+    /// after it when torchrun's agent store holds `MASTER_PORT`.
+    pub fn rendezvous_endpoint(&self) -> Result<String> {
+        if !self.agent_store {
+            return Ok(self.master_endpoint());
+        }
+        let port = self.master_port.checked_add(1).ok_or_else(|| {
+            DistError::Launch("MASTER_PORT=65535 leaves no port for the rendezvous".into())
+        })?;
+        Ok(self.endpoint(port))
+    }
+
+    fn endpoint(&self, port: u16) -> String {
         if self.master_addr.contains(':') && !self.master_addr.starts_with('[') {
-            format!("[{}]:{}", self.master_addr, self.master_port)
+            format!("[{}]:{port}", self.master_addr)
         } else {
-            format!("{}:{}", self.master_addr, self.master_port)
+            format!("{}:{port}", self.master_addr)
         }
     }
 }
@@ -184,6 +210,13 @@ mod tests {
             (5, 8, 1, 4)
         );
         assert_eq!(env.master_endpoint(), "node-0:29500");
+        assert_eq!(env.rendezvous_endpoint().unwrap(), "node-0:29500");
+        let mut under_torchrun = FULL.to_vec();
+        under_torchrun.push(("TORCHELASTIC_USE_AGENT_STORE", "True"));
+        let env = LaunchEnv::from_lookup(lookup(&under_torchrun))
+            .unwrap()
+            .unwrap();
+        assert_eq!(env.rendezvous_endpoint().unwrap(), "node-0:29501");
         assert!(LaunchEnv::from_lookup(lookup(&[])).unwrap().is_none());
     }
 

@@ -25,19 +25,20 @@ const BYTES: u8 = 4;
 pub struct TcpWorld;
 
 impl TcpWorld {
-    /// Joins the world `env` describes: rank 0 listens on `MASTER_ADDR:MASTER_PORT` and waits
-    /// for the others, the others connect (retrying while rank 0 starts). Fails after
+    /// Joins the world `env` describes: rank 0 listens on
+    /// [`LaunchEnv::rendezvous_endpoint`] (`MASTER_ADDR:MASTER_PORT`, or the next port under
+    /// torchrun) and waits for the others, the others connect (retrying while rank 0 starts). Fails after
     /// `timeout` if the world is not complete.
     pub fn connect(env: &LaunchEnv, timeout: Duration) -> Result<TcpComm> {
         env.validate()?;
+        let endpoint = env.rendezvous_endpoint()?;
         if env.rank == 0 {
-            let endpoint = env.master_endpoint();
             let listener = TcpListener::bind(&endpoint).map_err(|e| {
                 DistError::Collective(format!("rank 0 cannot listen on {endpoint}: {e}"))
             })?;
             Self::serve(listener, env.world_size, timeout)
         } else {
-            Self::join(&env.master_endpoint(), env.rank, env.world_size, timeout)
+            Self::join(&endpoint, env.rank, env.world_size, timeout)
         }
     }
 
