@@ -19,8 +19,10 @@ pub struct RngState {
 
 /// Training switch and random stream shared by every adapter of one factory.
 ///
-/// Dropout masks are drawn on the host from one seeded stream (candle's CPU random source
-/// cannot be seeded), so a run on CPU is reproducible and resumable from an [`RngState`].
+/// On CPU, dropout masks are drawn from one seeded stream (candle's CPU random source cannot
+/// be seeded), so a run on CPU is reproducible and resumable from an [`RngState`]. On an
+/// accelerator the device's generator draws them (reproducible after `Device::set_seed`, but
+/// its position is not part of [`RngState`]).
 #[derive(Debug)]
 pub(crate) struct Shared {
     training: AtomicBool,
@@ -125,9 +127,18 @@ impl LinearLayer for LoraLinear {
         let base = self.base.forward(xs)?;
         let dtype = xs.dtype();
         let input = if self.dropout > 0.0 && self.shared.training() {
-            let mask = self.shared.mask(xs.elem_count(), self.dropout);
-            let mask = Tensor::from_vec(mask, xs.shape(), xs.device())?.to_dtype(dtype)?;
-            (xs * mask)?
+            let mask = if xs.device().is_cpu() {
+                let mask = self.shared.mask(xs.elem_count(), self.dropout);
+                Tensor::from_vec(mask, xs.shape(), xs.device())?
+            } else {
+                // Drawing millions of values per layer on the host would stall an accelerator;
+                // its own generator (seeded through `Device::set_seed`) draws them instead.
+                let keep = Tensor::rand(0f32, 1f32, xs.shape(), xs.device())?
+                    .ge(self.dropout)?
+                    .to_dtype(candle_core::DType::F32)?;
+                (keep * (1.0 / (1.0 - self.dropout)))?
+            };
+            (xs * mask.to_dtype(dtype)?)?
         } else {
             xs.clone()
         };
