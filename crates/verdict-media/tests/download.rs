@@ -180,7 +180,7 @@ fn every_failure_mode_gives_a_clear_row_and_no_cache_file() {
 
     // A second run serves from the cache without requests.
     let again = cache
-        .fetch_all(&[ok_jpeg.clone()], &options, &|_| {})
+        .fetch_all(std::slice::from_ref(&ok_jpeg), &options, &|_| {})
         .unwrap();
     assert!(again[0].ok && again[0].attempts == 0);
     assert_eq!(server.hits("/a/photo.jpeg"), 1);

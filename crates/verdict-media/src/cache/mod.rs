@@ -6,11 +6,13 @@
 mod archive;
 mod download;
 mod name;
+mod sample;
 mod status;
 mod validate;
 
 pub use archive::{export_zip, import_zip, ZipImportReport};
 pub use download::{FetchOptions, FetchOutcome, ImageCache};
 pub use name::{cache_file_name, url_extension};
+pub use sample::{image_urls, sample_image};
 pub use status::{read_status_csv, write_status_csv, STATUS_FILE_NAME};
 pub use validate::{check_image, sniff, ImageFormat, ImageProblem};

@@ -63,29 +63,30 @@ impl Location {
 
     fn remote(text: &str, scheme: &str) -> Result<Self> {
         let url = url::Url::parse(text).map_err(|e| MediaError::store(text, e))?;
-        let store: Arc<dyn ObjectStore> =
-            match scheme {
-                "s3" | "s3a" => {
-                    let mut builder = object_store::aws::AmazonS3Builder::from_env().with_url(text);
-                    let endpoint = std::env::var("AWS_ENDPOINT_URL")
-                        .or_else(|_| std::env::var("AWS_ENDPOINT"))
-                        .ok();
-                    if let Some(endpoint) = endpoint {
-                        // S3-compatible servers (MinIO, moto, Ceph) are addressed by path.
-                        builder = builder
-                            .with_endpoint(&endpoint)
-                            .with_allow_http(endpoint.starts_with("http://"))
-                            .with_virtual_hosted_style_request(false);
-                    }
-                    Arc::new(builder.build().map_err(|e| MediaError::store(text, e))?)
+        let store: Arc<dyn ObjectStore> = match scheme {
+            "s3" | "s3a" => {
+                let mut builder = object_store::aws::AmazonS3Builder::from_env().with_url(text);
+                let endpoint = std::env::var("AWS_ENDPOINT_URL")
+                    .or_else(|_| std::env::var("AWS_ENDPOINT"))
+                    .ok();
+                if let Some(endpoint) = endpoint {
+                    // S3-compatible servers (MinIO, moto, Ceph) are addressed by path.
+                    builder = builder
+                        .with_endpoint(&endpoint)
+                        .with_allow_http(endpoint.starts_with("http://"))
+                        .with_virtual_hosted_style_request(false);
                 }
-                other => return Err(MediaError::store(
+                Arc::new(builder.build().map_err(|e| MediaError::store(text, e))?)
+            }
+            other => {
+                return Err(MediaError::store(
                     text,
                     format!(
                         "`{other}://` is not supported by this build (s3:// and local paths are)"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         let path = ObjectPath::from_url_path(url.path()).map_err(|e| MediaError::store(text, e))?;
         Ok(Location {
             display: text.trim_end_matches('/').to_string(),
