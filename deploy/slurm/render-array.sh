@@ -20,14 +20,10 @@ OUT_DIR=$(realpath -m "$2")
 SHARDS=${3:-16}
 mkdir -p "$OUT_DIR/parts" "$OUT_DIR/logs"
 
-# One array task per shard; %8 caps how many run at once.
-ARRAY_JOB=$(sbatch --parsable \
-    --job-name=verdict-render \
-    --array="0-$((SHARDS - 1))%8" \
-    --cpus-per-task=4 --mem=8G --time=04:00:00 \
-    --output="$OUT_DIR/logs/render-%a.out" \
-    --export=ALL,MESH_LIST="$MESH_LIST",OUT_DIR="$OUT_DIR",SHARDS="$SHARDS" \
-    --wrap='
+# The task script (sbatch --wrap would run /bin/sh; this needs bash).
+TASK="$OUT_DIR/render-task.sh"
+cat > "$TASK" <<'TASK_SCRIPT'
+#!/usr/bin/env bash
 set -euo pipefail
 SHARD="${SLURM_ARRAY_TASK_ID}/${SHARDS}"
 PART=$(printf "part-%05d-of-%05d" "$SLURM_ARRAY_TASK_ID" "$SHARDS")
@@ -38,8 +34,18 @@ if [[ ${#MINE[@]} -gt 0 ]]; then
     verdict render "${MINE[@]}" --out "$TMP" --force
 fi
 # Publish the part only when it is complete, so a killed task leaves no half part.
-rm -rf "$OUT_DIR/parts/$PART" && mv "$TMP" "$OUT_DIR/parts/$PART"
-')
+rm -rf "${OUT_DIR:?}/parts/$PART" && mv "$TMP" "$OUT_DIR/parts/$PART"
+TASK_SCRIPT
+chmod +x "$TASK"
+
+# One array task per shard; %8 caps how many run at once.
+ARRAY_JOB=$(sbatch --parsable \
+    --job-name=verdict-render \
+    --array="0-$((SHARDS - 1))%8" \
+    --cpus-per-task=4 --mem=8G --time=04:00:00 \
+    --output="$OUT_DIR/logs/render-%a.out" \
+    --export=ALL,MESH_LIST="$MESH_LIST",OUT_DIR="$OUT_DIR",SHARDS="$SHARDS" \
+    "$TASK")
 
 sbatch --parsable \
     --job-name=verdict-render-merge \
