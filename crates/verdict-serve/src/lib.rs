@@ -25,6 +25,7 @@ pub mod config;
 pub mod decode;
 pub mod error;
 pub mod inputs;
+pub mod launch;
 pub mod metrics;
 pub mod model;
 pub mod qwen;
@@ -34,6 +35,7 @@ pub mod state;
 pub use api::*;
 pub use app::{router, ApiDoc};
 pub use config::ServeConfig;
+pub use launch::{run_service, LaunchOptions};
 pub use error::{AppError, ErrorBody, ErrorDetail, Result, ServeError};
 pub use model::{
     BatchModel, ClassifyInput, ClassifyOutput, LabelSet, ModelError, ModelInfo, ModelKind, ServedModel,
