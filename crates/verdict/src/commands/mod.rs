@@ -1,7 +1,7 @@
 //! One module per subcommand: each has `Args` (clap) and `run(args) -> anyhow::Result<()>`.
 
 // <commands-mod>
-pub mod arena;
+pub mod serve;
 pub mod classify_image;
 pub mod ontology;
 pub mod baseline;
