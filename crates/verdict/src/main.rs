@@ -29,6 +29,8 @@ enum Command {
     // <commands-enum>
     /// Serve a model over HTTP: classification with dynamic batching, OpenAI-compatible chat completions, metrics.
     Serve(commands::serve::Args),
+    /// Blind A/B comparison of two retrieval or classification methods in the browser; `arena results` for the votes.
+    Arena(commands::arena::Args),
     /// Label along the dimensions of an RDF ontology: check it, knowledge-infusion questions, worksheets, SFT data, evaluation, model card.
     Ontology(commands::ontology::Args),
     /// Label one image with an ontology-constrained Qwen3-VL answer and print the JSON.
@@ -57,6 +59,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         // <commands-dispatch>
         Command::Serve(args) => commands::serve::run(args),
+        Command::Arena(args) => commands::arena::run(args),
         Command::Ontology(args) => commands::ontology::run(args),
         Command::ClassifyImage(args) => commands::classify_image::run(args),
         Command::Predict(args) => commands::predict::run(args),

@@ -2,6 +2,7 @@
 
 // <commands-mod>
 pub mod serve;
+pub mod arena;
 pub mod classify_image;
 pub mod ontology;
 pub mod baseline;
