@@ -27,6 +27,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     // <commands-enum>
+    /// LoRA fine-tuning of a Qwen3-VL checkpoint on the task: PEFT adapter, metrics, checkpoints, resume.
+    Train(commands::train::Args),
     /// Serve a model over HTTP: classification with dynamic batching, OpenAI-compatible chat completions, metrics.
     Serve(commands::serve::Args),
     /// Blind A/B comparison of two retrieval or classification methods in the browser; `arena results` for the votes.
@@ -58,6 +60,7 @@ fn main() -> std::process::ExitCode {
     commands::init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         // <commands-dispatch>
+        Command::Train(args) => commands::train::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Arena(args) => commands::arena::run(args),
         Command::Ontology(args) => commands::ontology::run(args),
