@@ -27,6 +27,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     // <commands-enum>
+    /// Image URL cache, WebDataset shards, object-store copies (s3://) and DVC-compatible versioning.
+    Media(commands::media::Args),
     /// LoRA fine-tuning of a Qwen3-VL checkpoint on the task: PEFT adapter, metrics, checkpoints, resume.
     Train(commands::train::Args),
     /// Serve a model over HTTP: classification with dynamic batching, OpenAI-compatible chat completions, metrics.
@@ -60,6 +62,7 @@ fn main() -> std::process::ExitCode {
     commands::init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         // <commands-dispatch>
+        Command::Media(args) => commands::media::run(args),
         Command::Train(args) => commands::train::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Arena(args) => commands::arena::run(args),

@@ -32,6 +32,11 @@ pub enum OutStatus {
 impl DvcRepo {
     /// The project whose `.dvc` folder is at or above `start`.
     pub fn find(start: &Path) -> Result<DvcRepo> {
+        let start = if start.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            start
+        };
         let start = std::path::absolute(start).map_err(|e| MediaError::io(start, e))?;
         let mut dir: Option<&Path> = Some(&start);
         while let Some(current) = dir {
