@@ -203,8 +203,8 @@ impl ImageProcessor {
         let inverse = (1.0 / config.rescale_factor) as f32;
         let mut normalize = [(0.0, 1.0); 3];
         let mut rescale_only = None;
-        for c in 0..3 {
-            normalize[c] = match (config.do_normalize, config.do_rescale) {
+        for (c, slot) in normalize.iter_mut().enumerate() {
+            *slot = match (config.do_normalize, config.do_rescale) {
                 (true, true) => (
                     config.image_mean[c] * inverse,
                     config.image_std[c] * inverse,
