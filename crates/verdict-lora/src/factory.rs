@@ -11,6 +11,7 @@ use verdict_models::nn::{DefaultLinearFactory, LinearFactory, LinearLayer, Linea
 
 use crate::config::{LoraConfig, Selector};
 use crate::layer::{Adapter, LoraLinear, RngState, Shared};
+use crate::peft::AdapterTensors;
 use crate::{Error, Result};
 
 /// Builds every linear layer of a model through a base factory and wraps the selected ones
@@ -29,7 +30,7 @@ pub struct LoraFactory {
     base: Arc<dyn LinearFactory>,
     adapters: Mutex<BTreeMap<String, Adapter>>,
     /// Adapter tensors read from a file: when present, exactly these layers are adapted.
-    loaded: Option<Mutex<BTreeMap<String, (Tensor, Tensor)>>>,
+    loaded: Option<Mutex<AdapterTensors>>,
     shared: Arc<Shared>,
 }
 
@@ -95,7 +96,7 @@ impl LoraFactory {
         device: &Device,
         dtype: DType,
         seed: u64,
-        loaded: Option<BTreeMap<String, (Tensor, Tensor)>>,
+        loaded: Option<AdapterTensors>,
     ) -> Result<Self> {
         config.validate()?;
         Ok(Self {

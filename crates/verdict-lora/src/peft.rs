@@ -20,6 +20,9 @@ pub const CONFIG_FILE: &str = "adapter_config.json";
 pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
 const PREFIX: &str = "base_model.model.";
 
+/// `(lora_A, lora_B)` of every adapted layer, by the layer's checkpoint path.
+pub type AdapterTensors = BTreeMap<String, (Tensor, Tensor)>;
+
 /// The fields of PEFT's `adapter_config.json` that change what the adapter computes.
 #[derive(Debug, Deserialize)]
 struct PeftConfigFile {
@@ -123,10 +126,7 @@ pub fn read_config(dir: &Path) -> Result<LoraConfig> {
 }
 
 /// Config plus `(A, B)` of every adapted layer (by checkpoint path) of an adapter directory.
-pub fn read_adapter(
-    dir: &Path,
-    device: &Device,
-) -> Result<(LoraConfig, BTreeMap<String, (Tensor, Tensor)>)> {
+pub fn read_adapter(dir: &Path, device: &Device) -> Result<(LoraConfig, AdapterTensors)> {
     let config = read_config(dir)?;
     let path = dir.join(WEIGHTS_FILE);
     let tensors = crate::st::read(&path, device)?;

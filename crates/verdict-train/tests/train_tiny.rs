@@ -244,8 +244,7 @@ fn resumed_run_ends_exactly_like_an_uninterrupted_one() {
         false,
         &mut trainer::Silent,
     )
-    .err()
-    .expect("refuses to overwrite a run without resume");
+    .expect_err("refuses to overwrite a run without resume");
     assert!(err.to_string().contains("resume"), "{err}");
     // A fresh process: new model, new adapters, state only from the checkpoint.
     let finished = trainer::run(
