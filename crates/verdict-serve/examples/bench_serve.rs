@@ -85,14 +85,14 @@ fn spamassassin(dir: &Path) -> anyhow::Result<Workload> {
         files.sort();
         for file in files {
             let bytes = std::fs::read(&file)?;
-            mails.push((String::from_utf8_lossy(&bytes).into_owned(), label.to_string()));
+            mails.push((
+                String::from_utf8_lossy(&bytes).into_owned(),
+                label.to_string(),
+            ));
         }
     }
     if mails.is_empty() {
-        bail!(
-            "no mails under {} (run scripts/fetch-data)",
-            data.display()
-        );
+        bail!("no mails under {} (run scripts/fetch-data)", data.display());
     }
     // Every fifth mail is held out for the load; the rest trains the model.
     let (mut train_texts, mut train_labels, mut held_out) = (Vec::new(), Vec::new(), Vec::new());
@@ -144,7 +144,11 @@ fn model_dir(dir: &Path, labels: &[String]) -> anyhow::Result<Workload> {
     for i in 0..256u32 {
         let text = format!("item {i}: is this content safe to show?");
         if model.accepts_images() {
-            let colour = [(i * 37 % 256) as u8, (i * 91 % 256) as u8, (i * 13 % 256) as u8];
+            let colour = [
+                (i * 37 % 256) as u8,
+                (i * 91 % 256) as u8,
+                (i * 13 % 256) as u8,
+            ];
             let image = image::RgbImage::from_pixel(32, 32, image::Rgb(colour));
             let mut png = Vec::new();
             image::DynamicImage::ImageRgb8(image.clone())
@@ -222,7 +226,12 @@ async fn drive(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, bodies, next, url) = (client.clone(), bodies.clone(), next.clone(), url.to_string());
+        let (client, bodies, next, url) = (
+            client.clone(),
+            bodies.clone(),
+            next.clone(),
+            url.to_string(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut seen = Vec::new();
             loop {
@@ -250,7 +259,11 @@ async fn drive(
         all.extend(task.await.unwrap_or_default());
     }
     let seconds = started.elapsed().as_secs_f64();
-    let mut latencies: Vec<f64> = all.iter().filter(|(s, _)| *s == 200).map(|(_, l)| *l).collect();
+    let mut latencies: Vec<f64> = all
+        .iter()
+        .filter(|(s, _)| *s == 200)
+        .map(|(_, l)| *l)
+        .collect();
     latencies.sort_by(f64::total_cmp);
     Level {
         concurrency,
@@ -421,4 +434,3 @@ fn main() -> anyhow::Result<()> {
     }
     Ok(())
 }
-

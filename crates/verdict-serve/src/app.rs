@@ -129,7 +129,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let depth = engine.map(|e| e.batcher.queue_depth()).unwrap_or(0);
     let text = state.metrics().render(depth, engine.is_some());
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         text,
     )
         .into_response()
@@ -142,14 +145,22 @@ pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
 }
 
 async fn not_found(request: Request) -> AppError {
-    AppError::not_found(format!("no route for {} {}", request.method(), request.uri().path()))
+    AppError::not_found(format!(
+        "no route for {} {}",
+        request.method(),
+        request.uri().path()
+    ))
 }
 
 async fn method_not_allowed(request: Request) -> AppError {
     AppError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        format!("{} is not allowed on {}", request.method(), request.uri().path()),
+        format!(
+            "{} is not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
     )
 }
 

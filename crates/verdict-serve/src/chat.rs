@@ -77,7 +77,10 @@ pub async fn chat_completions(
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let model = request.model.clone().unwrap_or_else(|| state.info().id.clone());
+    let model = request
+        .model
+        .clone()
+        .unwrap_or_else(|| state.info().id.clone());
     let with_logprobs = request.logprobs.unwrap_or(false);
     if request.stream.unwrap_or(false) {
         // The first event decides the status: a request that fails before its first token
@@ -86,11 +89,7 @@ pub async fn chat_completions(
         if let Some(ChatEvent::Failed(error)) = &first {
             return Err(model_error(error.clone()));
         }
-        let header = Header {
-            id,
-            created,
-            model,
-        };
+        let header = Header { id, created, model };
         let stream = sse_stream(header, first, receiver, with_logprobs);
         return Ok(Sse::new(stream).into_response());
     }
@@ -100,7 +99,10 @@ pub async fn chat_completions(
     loop {
         match receiver.recv().await {
             Some(ChatEvent::Started { prompt_tokens: n }) => prompt_tokens = n,
-            Some(ChatEvent::Token { text: delta, logprob }) => {
+            Some(ChatEvent::Token {
+                text: delta,
+                logprob,
+            }) => {
                 text.push_str(&delta);
                 logprobs.extend(logprob.map(logprob_out));
             }
@@ -143,7 +145,12 @@ struct Header {
 }
 
 impl Header {
-    fn chunk(&self, delta: ChunkDelta, finish: Option<&str>, logprobs: Option<ChoiceLogprobs>) -> Event {
+    fn chunk(
+        &self,
+        delta: ChunkDelta,
+        finish: Option<&str>,
+        logprobs: Option<ChoiceLogprobs>,
+    ) -> Event {
         let chunk = ChatCompletionChunk {
             id: self.id.clone(),
             object: "chat.completion.chunk".into(),
@@ -174,8 +181,9 @@ fn sse_stream(
         None,
         None,
     );
-    let events = stream::iter(first)
-        .chain(tokio_stream::wrappers::UnboundedReceiverStream::new(receiver));
+    let events = stream::iter(first).chain(tokio_stream::wrappers::UnboundedReceiverStream::new(
+        receiver,
+    ));
     let body = events.scan(false, move |finished, event| {
         if *finished {
             return std::future::ready(None);
@@ -311,24 +319,39 @@ async fn build_job(state: &AppState, request: &ChatCompletionRequest) -> Result<
                 let mut out = Vec::with_capacity(parts.len());
                 for (part_index, part) in parts.iter().enumerate() {
                     match part {
-                        ContentPart::Text { text } => out.push(ModelPart::Text { text: text.clone() }),
+                        ContentPart::Text { text } => {
+                            out.push(ModelPart::Text { text: text.clone() })
+                        }
                         ContentPart::ImageUrl { image_url } => {
                             if images.len() >= config.max_images_per_item {
                                 return Err(AppError::too_large(
                                     "too_many_images",
-                                    format!("the limit is {} images per request", config.max_images_per_item),
+                                    format!(
+                                        "the limit is {} images per request",
+                                        config.max_images_per_item
+                                    ),
                                 ));
                             }
                             let label = format!("{what}.content[{part_index}]");
                             let bytes = if image_url.url.starts_with("data:") {
                                 decode_base64(&image_url.url, &label)?
                             } else {
-                                fetch_url(state.http(), &image_url.url, config.url_timeout, config.max_url_bytes).await?
+                                fetch_url(
+                                    state.http(),
+                                    &image_url.url,
+                                    config.url_timeout,
+                                    config.max_url_bytes,
+                                )
+                                .await?
                             };
                             let max_pixels = config.max_image_pixels;
-                            let image = tokio::task::spawn_blocking(move || decode_image(&bytes, max_pixels, &label))
-                                .await
-                                .map_err(|e| AppError::internal(format!("image decoding task: {e}")))??;
+                            let image = tokio::task::spawn_blocking(move || {
+                                decode_image(&bytes, max_pixels, &label)
+                            })
+                            .await
+                            .map_err(|e| {
+                                AppError::internal(format!("image decoding task: {e}"))
+                            })??;
                             images.push(image);
                             out.push(ModelPart::Image);
                         }

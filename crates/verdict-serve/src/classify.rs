@@ -90,7 +90,10 @@ pub async fn classify_batch(
     if request.items.len() > limit {
         return Err(AppError::too_large(
             "too_many_items",
-            format!("{} items; the limit is {limit} per request", request.items.len()),
+            format!(
+                "{} items; the limit is {limit} per request",
+                request.items.len()
+            ),
         ));
     }
     if request.items.is_empty() {
@@ -180,10 +183,9 @@ async fn prepare(
             }
         };
         let max_pixels = config.max_image_pixels;
-        let decoded =
-            tokio::task::spawn_blocking(move || decode_image(&bytes, max_pixels, &label))
-                .await
-                .map_err(|e| AppError::internal(format!("image decoding task: {e}")))??;
+        let decoded = tokio::task::spawn_blocking(move || decode_image(&bytes, max_pixels, &label))
+            .await
+            .map_err(|e| AppError::internal(format!("image decoding task: {e}")))??;
         images.push(decoded);
     }
     Ok(ClassifyInput {
@@ -252,7 +254,11 @@ async fn read_multipart(
     let decoded = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         for (index, bytes) in images.iter().enumerate() {
-            out.push(decode_image(bytes, max_pixels, &format!("image part {index}"))?);
+            out.push(decode_image(
+                bytes,
+                max_pixels,
+                &format!("image part {index}"),
+            )?);
         }
         if let Some(views) = mesh_views {
             for (file_name, bytes) in &meshes {

@@ -165,7 +165,10 @@ fn generate(
                 Some(TokenLogprob {
                     token: text,
                     bytes,
-                    logprob: log_probs.get(token as usize).copied().unwrap_or(f64::NEG_INFINITY),
+                    logprob: log_probs
+                        .get(token as usize)
+                        .copied()
+                        .unwrap_or(f64::NEG_INFINITY),
                     top,
                 })
             }
@@ -286,14 +289,21 @@ mod tests {
         let lp = log_softmax(&[1.0, 2.0, 3.0]);
         let total: f64 = lp.iter().map(|v| v.exp()).sum();
         assert!((total - 1.0).abs() < 1e-12);
-        assert_eq!(top_k(&lp, 2).iter().map(|p| p.0).collect::<Vec<_>>(), [2, 1]);
+        assert_eq!(
+            top_k(&lp, 2).iter().map(|p| p.0).collect::<Vec<_>>(),
+            [2, 1]
+        );
     }
 
     #[test]
     fn sampling_only_picks_unmasked_tokens() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         for _ in 0..50 {
-            let t = pick(&[f32::NEG_INFINITY, 0.5, f32::NEG_INFINITY, 0.1], 1.0, &mut rng);
+            let t = pick(
+                &[f32::NEG_INFINITY, 0.5, f32::NEG_INFINITY, 0.1],
+                1.0,
+                &mut rng,
+            );
             assert!(t == 1 || t == 3);
         }
     }

@@ -121,7 +121,10 @@ pub async fn fetch_url(
     tokio::time::timeout(timeout, download).await.map_err(|_| {
         AppError::bad_request(
             "url_timeout",
-            format!("{url}: no complete answer within {:.1} s", timeout.as_secs_f64()),
+            format!(
+                "{url}: no complete answer within {:.1} s",
+                timeout.as_secs_f64()
+            ),
         )
     })?
 }
@@ -168,9 +171,8 @@ impl MeshViews {
         let input = scratch.path().join(format!("upload.{extension}"));
         std::fs::write(&input, bytes).map_err(internal)?;
         let out_dir = scratch.path().join("views");
-        let output =
-            verdict_render::render_sample(&[input], &self.views, &self.settings, &out_dir)
-                .map_err(|e| mesh_error(file_name, e))?;
+        let output = verdict_render::render_sample(&[input], &self.views, &self.settings, &out_dir)
+            .map_err(|e| mesh_error(file_name, e))?;
         output
             .views
             .iter()

@@ -35,10 +35,11 @@ pub mod state;
 pub use api::*;
 pub use app::{router, ApiDoc};
 pub use config::ServeConfig;
-pub use launch::{run_service, LaunchOptions};
 pub use error::{AppError, ErrorBody, ErrorDetail, Result, ServeError};
+pub use launch::{run_service, LaunchOptions};
 pub use model::{
-    BatchModel, ClassifyInput, ClassifyOutput, LabelSet, ModelError, ModelInfo, ModelKind, ServedModel,
+    BatchModel, ClassifyInput, ClassifyOutput, LabelSet, ModelError, ModelInfo, ModelKind,
+    ServedModel,
 };
 pub use state::{AppState, ServePolicy, TaskSettings};
 

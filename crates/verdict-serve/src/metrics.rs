@@ -89,7 +89,10 @@ impl Metrics {
     /// status and latency.
     pub fn observe_request(&self, route: &str, status: u16, seconds: f64) {
         self.with(|state| {
-            *state.requests.entry((route.to_string(), status)).or_default() += 1;
+            *state
+                .requests
+                .entry((route.to_string(), status))
+                .or_default() += 1;
             state
                 .latency
                 .entry(route.to_string())
@@ -168,8 +171,14 @@ mod tests {
         metrics.observe_batch(3);
         metrics.observe_batch(3);
         let text = metrics.render(0, true);
-        assert!(text.contains("verdict_batch_size_bucket{le=\"1\"} 1"), "{text}");
-        assert!(text.contains("verdict_batch_size_bucket{le=\"4\"} 3"), "{text}");
+        assert!(
+            text.contains("verdict_batch_size_bucket{le=\"1\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("verdict_batch_size_bucket{le=\"4\"} 3"),
+            "{text}"
+        );
         assert!(text.contains("verdict_batch_size_bucket{le=\"+Inf\"} 3"));
         assert!(text.contains("verdict_batch_size_sum 7"));
         assert!(text.contains("verdict_batched_items_total 7"));

@@ -172,7 +172,10 @@ impl ServedModel {
     }
 
     /// Classifies a batch; one result per input, in order.
-    pub fn classify_batch(&self, inputs: &[ClassifyInput]) -> Vec<Result<ClassifyOutput, ModelError>> {
+    pub fn classify_batch(
+        &self,
+        inputs: &[ClassifyInput],
+    ) -> Vec<Result<ClassifyOutput, ModelError>> {
         match self {
             Self::Baseline(baseline) => classify_baseline(baseline, inputs),
             Self::Qwen(engine) => engine.classify_batch(inputs),
@@ -185,8 +188,8 @@ impl ServedModel {
 fn load_adapted(dir: &Path, adapter_dir: &Path) -> std::result::Result<Classifier, String> {
     let device = Device::Cpu;
     let in_adapter = |e: verdict_lora::Error| format!("adapter {}: {e}", adapter_dir.display());
-    let factory =
-        verdict_lora::LoraFactory::load_peft(adapter_dir, &device, DType::F32).map_err(in_adapter)?;
+    let factory = verdict_lora::LoraFactory::load_peft(adapter_dir, &device, DType::F32)
+        .map_err(in_adapter)?;
     let model = Qwen3VL::load(dir, DType::F32, &device, Some(factory.clone()))
         .map_err(|e| e.to_string())?;
     // An adapter whose layers the model never asked for targets another architecture.

@@ -185,7 +185,10 @@ impl QwenEngine {
             })
             .collect();
         let model = self.classifier.model();
-        let batch = self.classifier.preprocessor().batch(&prompts, model.device())?;
+        let batch = self
+            .classifier
+            .preprocessor()
+            .batch(&prompts, model.device())?;
         let forward = model.forward(&batch, None, Logits::Last, false)?;
         let rows = forward
             .logits
@@ -206,7 +209,10 @@ impl QwenEngine {
                     .label_ids
                     .iter()
                     .map(|ids| {
-                        let logit = row.get(ids[0] as usize).copied().unwrap_or(f32::NEG_INFINITY);
+                        let logit = row
+                            .get(ids[0] as usize)
+                            .copied()
+                            .unwrap_or(f32::NEG_INFINITY);
                         logit as f64 - log_total
                     })
                     .collect();

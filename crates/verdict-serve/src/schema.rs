@@ -13,7 +13,10 @@ use serde_json::{Map, Value};
 use verdict_models::json_constraint::LabelJsonSchema;
 
 /// Checks `schema` and returns the grammar settings that enforce it.
-pub fn label_schema(schema: &Value, default_reason_bytes: usize) -> Result<LabelJsonSchema, String> {
+pub fn label_schema(
+    schema: &Value,
+    default_reason_bytes: usize,
+) -> Result<LabelJsonSchema, String> {
     let object = schema
         .as_object()
         .ok_or("the schema must be a JSON object")?;
@@ -21,10 +24,17 @@ pub fn label_schema(schema: &Value, default_reason_bytes: usize) -> Result<Label
     for key in object.keys() {
         if !matches!(
             key.as_str(),
-            "type" | "properties" | "required" | "additionalProperties" | "title" | "description"
+            "type"
+                | "properties"
+                | "required"
+                | "additionalProperties"
+                | "title"
+                | "description"
                 | "$schema"
         ) {
-            return Err(format!("schema keyword `{key}` is not supported at the top level"));
+            return Err(format!(
+                "schema keyword `{key}` is not supported at the top level"
+            ));
         }
     }
     if let Some(additional) = object.get("additionalProperties") {
@@ -63,7 +73,9 @@ pub fn label_schema(schema: &Value, default_reason_bytes: usize) -> Result<Label
 fn expect_type(object: &Map<String, Value>, expected: &str, what: &str) -> Result<(), String> {
     match object.get("type") {
         Some(Value::String(t)) if t == expected => Ok(()),
-        Some(other) => Err(format!("{what} must have \"type\": \"{expected}\", not {other}")),
+        Some(other) => Err(format!(
+            "{what} must have \"type\": \"{expected}\", not {other}"
+        )),
         None => Err(format!("{what} must say \"type\": \"{expected}\"")),
     }
 }
@@ -76,7 +88,9 @@ fn only_keys(object: &Map<String, Value>, allowed: &[&str], what: &str) -> Resul
 }
 
 fn label_enum(property: &Value) -> Result<Vec<String>, String> {
-    let object = property.as_object().ok_or("`label` must be a schema object")?;
+    let object = property
+        .as_object()
+        .ok_or("`label` must be a schema object")?;
     expect_type(object, "string", "`label`")?;
     only_keys(object, &["type", "enum", "description", "title"], "`label`")?;
     let values = object
@@ -115,10 +129,17 @@ fn check_confidence(property: &Value) -> Result<(), String> {
         &["type", "minimum", "maximum", "description", "title"],
         "`confidence`",
     )?;
-    let bound = |key: &str| object.get(key).map(|v| v.as_f64().ok_or(format!("`confidence.{key}` must be a number")));
+    let bound = |key: &str| {
+        object.get(key).map(|v| {
+            v.as_f64()
+                .ok_or(format!("`confidence.{key}` must be a number"))
+        })
+    };
     if let Some(minimum) = bound("minimum").transpose()? {
         if minimum > 0.0 {
-            return Err(format!("`confidence.minimum` must be at most 0 (answers range over [0, 1]), got {minimum}"));
+            return Err(format!(
+                "`confidence.minimum` must be at most 0 (answers range over [0, 1]), got {minimum}"
+            ));
         }
     }
     if let Some(maximum) = bound("maximum").transpose()? {
@@ -130,7 +151,9 @@ fn check_confidence(property: &Value) -> Result<(), String> {
 }
 
 fn reason_length(property: &Value, default: usize) -> Result<usize, String> {
-    let object = property.as_object().ok_or("`reason` must be a schema object")?;
+    let object = property
+        .as_object()
+        .ok_or("`reason` must be a schema object")?;
     expect_type(object, "string", "`reason`")?;
     only_keys(
         object,
@@ -176,7 +199,9 @@ mod tests {
     fn other_shapes_are_refused_with_the_reason() {
         let mut extra = schema();
         extra["properties"]["score"] = json!({"type": "integer"});
-        assert!(label_schema(&extra, 200).unwrap_err().contains("exactly the properties"));
+        assert!(label_schema(&extra, 200)
+            .unwrap_err()
+            .contains("exactly the properties"));
         let mut no_enum = schema();
         no_enum["properties"]["label"] = json!({"type": "string"});
         assert!(label_schema(&no_enum, 200).unwrap_err().contains("enum"));

@@ -154,7 +154,11 @@ impl AppState {
             }
         }
         let model = Arc::new(model);
-        let batcher = Batcher::start(model.clone(), &self.inner.config, self.inner.metrics.clone());
+        let batcher = Batcher::start(
+            model.clone(),
+            &self.inner.config,
+            self.inner.metrics.clone(),
+        );
         self.inner
             .engine
             .set(Engine {

@@ -104,7 +104,10 @@ async fn concurrent_callers_each_get_their_own_answer() {
         tasks.push(tokio::spawn(async move {
             let answer = call(
                 &state,
-                post_json("/v1/classify", &json!({"id": n.to_string(), "text": n.to_string()})),
+                post_json(
+                    "/v1/classify",
+                    &json!({"id": n.to_string(), "text": n.to_string()}),
+                ),
             )
             .await;
             (n, answer)
@@ -114,7 +117,9 @@ async fn concurrent_callers_each_get_their_own_answer() {
         let (n, answer) = task.await.unwrap();
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
         assert_eq!(answer.body["id"], n.to_string());
-        let a = answer.body["probabilities"][0]["probability"].as_f64().unwrap();
+        let a = answer.body["probabilities"][0]["probability"]
+            .as_f64()
+            .unwrap();
         // Neighbouring callers' answers differ by far more than JSON float rounding.
         assert!(
             (a - expected(n)).abs() < 1e-12,
@@ -142,7 +147,11 @@ async fn queued_requests_share_one_model_call() {
     for n in 0..9u64 {
         let state = state.clone();
         tasks.push(tokio::spawn(async move {
-            call(&state, post_json("/v1/classify", &json!({"text": n.to_string()}))).await
+            call(
+                &state,
+                post_json("/v1/classify", &json!({"text": n.to_string()})),
+            )
+            .await
         }));
         if n == 0 {
             wait_until_started(&started).await;
@@ -160,8 +169,14 @@ async fn queued_requests_share_one_model_call() {
     let text = call(&state, get("/metrics")).await.text;
     // One call for the first request, one for the eight that waited together.
     assert!(text.contains("verdict_batch_size_count 2"), "{text}");
-    assert!(text.contains("verdict_batch_size_bucket{le=\"8\"} 2"), "{text}");
-    assert!(text.contains("verdict_batch_size_bucket{le=\"4\"} 1"), "{text}");
+    assert!(
+        text.contains("verdict_batch_size_bucket{le=\"8\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("verdict_batch_size_bucket{le=\"4\"} 1"),
+        "{text}"
+    );
 }
 
 async fn wait_until_started(started: &AtomicUsize) {
@@ -202,7 +217,11 @@ async fn a_full_queue_answers_503_with_retry_after_and_recovers() {
     for n in 0..3u64 {
         let caller = state.clone();
         held.push(tokio::spawn(async move {
-            call(&caller, post_json("/v1/classify", &json!({"text": n.to_string()}))).await
+            call(
+                &caller,
+                post_json("/v1/classify", &json!({"text": n.to_string()})),
+            )
+            .await
         }));
         // Request 0 is taken by the model thread (and blocks there); 1 and 2 fill the queue.
         if n == 0 {
@@ -230,7 +249,10 @@ async fn a_full_queue_answers_503_with_retry_after_and_recovers() {
     }
     let after = call(&state, post_json("/v1/classify", &json!({"text": "7"}))).await;
     assert_eq!(after.status, StatusCode::OK);
-    assert!(call(&state, get("/metrics")).await.text.contains("verdict_rejected_total 2"));
+    assert!(call(&state, get("/metrics"))
+        .await
+        .text
+        .contains("verdict_rejected_total 2"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -257,7 +279,48 @@ async fn the_real_baseline_under_concurrency_matches_one_by_one_answers() {
     for (text, task) in texts.iter().zip(tasks) {
         let answer = task.await.unwrap();
         let alone = baseline.predict_proba(&[text.as_str()]).unwrap();
-        let served = answer.body["probabilities"][1]["probability"].as_f64().unwrap();
+        let served = answer.body["probabilities"][1]["probability"]
+            .as_f64()
+            .unwrap();
         assert!((served - alone.row(0)[1]).abs() < 1e-12, "{text}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn graceful_shutdown_finishes_requests_in_flight() {
+    let model = EchoModel::new(false);
+    let gate = model.gate.clone();
+    let started = model.started.clone();
+    let state = echo_state(ServeConfig::default(), model);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1/classify", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(verdict_serve::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    let in_flight = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(&url)
+            .json(&json!({"text": "5"}))
+            .send()
+            .await
+            .unwrap()
+    });
+    wait_until_started(&started).await;
+    stop.send(()).unwrap();
+    // The server is draining: it must not finish while the request is still in the model.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!server.is_finished());
+    {
+        let (lock, condvar) = &*gate;
+        *lock.lock().unwrap() = true;
+        condvar.notify_all();
+    }
+    let response = in_flight.await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        (body["probabilities"][0]["probability"].as_f64().unwrap() - expected(5)).abs() < 1e-12
+    );
+    server.await.unwrap().unwrap();
 }

@@ -35,7 +35,9 @@ async fn before_the_model_loads_only_health_answers() {
     assert!(answer.headers.contains_key("retry-after"));
     // Installing the model flips readiness.
     state
-        .install(verdict_serve::ServedModel::Baseline(Box::new(spam_baseline())))
+        .install(verdict_serve::ServedModel::Baseline(Box::new(
+            spam_baseline(),
+        )))
         .unwrap();
     assert_eq!(call(&state, get("/readyz")).await.status, StatusCode::OK);
 }
@@ -44,7 +46,10 @@ async fn before_the_model_loads_only_health_answers() {
 async fn classify_gives_the_model_probabilities_and_the_policy_decision() {
     let state = baseline_state(ServeConfig::default());
     let baseline = spam_baseline();
-    for text in ["claim your free lottery prize now", "notes from the design review"] {
+    for text in [
+        "claim your free lottery prize now",
+        "notes from the design review",
+    ] {
         let answer = call(
             &state,
             post_json("/v1/classify", &json!({"id": "a1", "text": text})),
@@ -88,7 +93,10 @@ async fn multipart_text_is_classified_like_json() {
     .await;
     assert_eq!(form.status, StatusCode::OK, "{}", form.text);
     assert_eq!(form.body["id"], "m1");
-    assert_eq!(form.body["probabilities"], json_answer.body["probabilities"]);
+    assert_eq!(
+        form.body["probabilities"],
+        json_answer.body["probabilities"]
+    );
 }
 
 #[tokio::test]
@@ -126,7 +134,11 @@ async fn request_errors_are_json_with_stable_codes() {
             .body(Body::from(body))
             .unwrap()
     };
-    assert_error(&call(&state, raw("{not json")).await, StatusCode::BAD_REQUEST, "invalid_json");
+    assert_error(
+        &call(&state, raw("{not json")).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_json",
+    );
     let message = assert_error(
         &call(&state, raw(r#"{"txt": "typo"}"#)).await,
         StatusCode::BAD_REQUEST,
@@ -171,7 +183,11 @@ async fn request_errors_are_json_with_stable_codes() {
         "too_many_items",
     );
     assert_error(
-        &call(&state, post_json("/v1/classify/batch", &json!({"items": []}))).await,
+        &call(
+            &state,
+            post_json("/v1/classify/batch", &json!({"items": []})),
+        )
+        .await,
         StatusCode::BAD_REQUEST,
         "invalid_request",
     );
@@ -214,7 +230,11 @@ async fn bearer_token_guards_the_model_endpoints_only() {
     wrong
         .headers_mut()
         .insert("authorization", "Bearer s3creT".parse().unwrap());
-    assert_error(&call(&state, wrong).await, StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_error(
+        &call(&state, wrong).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
     let mut right = post_json("/v1/classify", &body);
     right
         .headers_mut()
@@ -233,7 +253,9 @@ async fn a_request_past_its_deadline_gets_504() {
     // A multipart body that never finishes arriving keeps the handler waiting.
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
     sender
-        .send(Ok(b"--b\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\nhel".to_vec()))
+        .send(Ok(
+            b"--b\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\nhel".to_vec(),
+        ))
         .await
         .unwrap();
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(receiver));
@@ -287,7 +309,12 @@ async fn openapi_document_lists_every_route_and_error_schema() {
         assert!(paths.contains_key(path), "missing {path}");
     }
     let schemas = answer.body["components"]["schemas"].as_object().unwrap();
-    for schema in ["ClassifyRequest", "ClassifyResponse", "ErrorBody", "ChatCompletionRequest"] {
+    for schema in [
+        "ClassifyRequest",
+        "ClassifyResponse",
+        "ErrorBody",
+        "ChatCompletionRequest",
+    ] {
         assert!(schemas.contains_key(schema), "missing schema {schema}");
     }
     assert!(answer.body["components"]["securitySchemes"]["bearer"].is_object());

@@ -87,13 +87,19 @@ fn openai_client_gets_schema_valid_json() {
     assert!((0.0..=1.0).contains(&confidence));
     assert!(answer["reason"].as_str().expect("reason").chars().count() <= 40);
     assert_eq!(report["finish_reason"], "stop");
-    assert_eq!(report["logprob_text"], content, "token bytes do not join into the text");
+    assert_eq!(
+        report["logprob_text"], content,
+        "token bytes do not join into the text"
+    );
     assert!(report["top_counts"]
         .as_array()
         .expect("top counts")
         .iter()
         .all(|n| n == 2));
-    assert_eq!(report["streamed"], content, "stream and whole answer differ");
+    assert_eq!(
+        report["streamed"], content,
+        "stream and whole answer differ"
+    );
     assert_eq!(report["refused"]["status"], 400);
     assert_eq!(report["refused"]["code"], "unsupported_response_format");
 }

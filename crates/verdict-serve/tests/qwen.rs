@@ -16,7 +16,8 @@ use verdict_serve::{
 };
 
 fn tiny_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../verdict-models/tests/fixtures/qwen3_vl/tiny_a")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../verdict-models/tests/fixtures/qwen3_vl/tiny_a")
 }
 
 fn labels(names: &[&str]) -> LabelSet {
@@ -74,7 +75,9 @@ async fn image_classification_matches_the_classifier_directly() {
     let direct = engine.classifier().score(&query, &names).unwrap();
     for (i, label) in THREE.iter().enumerate() {
         assert_eq!(answer.body["probabilities"][i]["label"], *label);
-        let served = answer.body["probabilities"][i]["probability"].as_f64().unwrap();
+        let served = answer.body["probabilities"][i]["probability"]
+            .as_f64()
+            .unwrap();
         assert!((served - direct.probabilities[i]).abs() < 1e-9);
     }
 }
@@ -93,7 +96,11 @@ fn padded_batches_score_like_single_prompts() {
         },
         ClassifyInput {
             text: Some("a much longer text so that the prompts differ in length".into()),
-            images: vec![image::RgbImage::from_pixel(32, 32, image::Rgb([10, 200, 10]))],
+            images: vec![image::RgbImage::from_pixel(
+                32,
+                32,
+                image::Rgb([10, 200, 10]),
+            )],
             reason: false,
         },
         ClassifyInput {
@@ -107,7 +114,10 @@ fn padded_batches_score_like_single_prompts() {
         ClassifyInput::default(),
     ];
     let batched = model.classify_batch(&inputs);
-    assert!(matches!(batched[3], Err(verdict_serve::ModelError::Input(_))));
+    assert!(matches!(
+        batched[3],
+        Err(verdict_serve::ModelError::Input(_))
+    ));
     for (i, input) in inputs.iter().enumerate().take(3) {
         let alone = model.classify_batch(std::slice::from_ref(input));
         let (a, b) = (
@@ -115,7 +125,10 @@ fn padded_batches_score_like_single_prompts() {
             &alone[0].as_ref().unwrap().probabilities,
         );
         for (x, y) in a.iter().zip(b) {
-            assert!((x - y).abs() < 1e-4, "item {i}: batched {a:?} vs alone {b:?}");
+            assert!(
+                (x - y).abs() < 1e-4,
+                "item {i}: batched {a:?} vs alone {b:?}"
+            );
         }
     }
 }
@@ -188,8 +201,14 @@ async fn image_server() -> String {
     let small = png(16, 16, [10, 20, 30]);
     let large = vec![0u8; 64 * 1024];
     let app = axum::Router::new()
-        .route("/small.png", axum::routing::get(move || async move { small }))
-        .route("/large.png", axum::routing::get(move || async move { large }));
+        .route(
+            "/small.png",
+            axum::routing::get(move || async move { small }),
+        )
+        .route(
+            "/large.png",
+            axum::routing::get(move || async move { large }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -296,12 +315,20 @@ async fn mesh_uploads_are_rendered_and_classified() {
     assert_error(&answer, StatusCode::PAYLOAD_TOO_LARGE, "mesh_too_large");
     let answer = call(
         &state,
-        multipart(&[("mesh", Some("part.stl"), b"solid x\nfacet oops\n".as_slice())]),
+        multipart(&[(
+            "mesh",
+            Some("part.stl"),
+            b"solid x\nfacet oops\n".as_slice(),
+        )]),
     )
     .await;
     let message = assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_mesh");
     assert!(message.starts_with("part.stl"), "{message}");
-    let answer = call(&state, multipart(&[("mesh", Some("part.step"), b"x".as_slice())])).await;
+    let answer = call(
+        &state,
+        multipart(&[("mesh", Some("part.step"), b"x".as_slice())]),
+    )
+    .await;
     assert_error(&answer, StatusCode::BAD_REQUEST, "unsupported_mesh");
 }
 
@@ -345,7 +372,9 @@ async fn chat_with_a_json_schema_returns_valid_json_and_logprobs() {
     let confidence = parsed["confidence"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&confidence));
     assert!(parsed["reason"].as_str().unwrap().chars().count() <= 30);
-    let tokens = body["choices"][0]["logprobs"]["content"].as_array().unwrap();
+    let tokens = body["choices"][0]["logprobs"]["content"]
+        .as_array()
+        .unwrap();
     // The constraint ends the answer at its closing brace: every generated token is text.
     assert_eq!(
         tokens.len(),
@@ -354,7 +383,13 @@ async fn chat_with_a_json_schema_returns_valid_json_and_logprobs() {
     // Tokens may split characters; their bytes join into the text exactly.
     let joined: Vec<u8> = tokens
         .iter()
-        .flat_map(|t| t["bytes"].as_array().unwrap().iter().map(|b| b.as_u64().unwrap() as u8))
+        .flat_map(|t| {
+            t["bytes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b.as_u64().unwrap() as u8)
+        })
         .collect();
     assert_eq!(String::from_utf8(joined).unwrap(), content);
     for token in tokens {
@@ -399,13 +434,21 @@ async fn chat_streams_server_sent_events() {
         .map(|d| serde_json::from_str(d).unwrap())
         .collect();
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
-    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "stop"
+    );
     let streamed: String = chunks
         .iter()
         .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
         .collect();
     // Greedy decoding: the stream says exactly what the whole answer says.
-    assert_eq!(streamed, whole.body["choices"][0]["message"]["content"].as_str().unwrap());
+    assert_eq!(
+        streamed,
+        whole.body["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+    );
     serde_json::from_str::<serde_json::Value>(&streamed).expect("streamed JSON");
 }
 
@@ -419,7 +462,9 @@ async fn free_text_chat_stops_at_max_tokens() {
     assert!(usage["completion_tokens"].as_u64().unwrap() <= 3);
     assert_eq!(
         usage["total_tokens"].as_u64(),
-        Some(usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap())
+        Some(
+            usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap()
+        )
     );
 }
 
@@ -428,17 +473,32 @@ async fn chat_request_errors() {
     let state = qwen_state(ServeConfig::default(), &THREE);
     let user = json!([{"role": "user", "content": "hi"}]);
     let cases = [
-        (json!({"messages": user, "response_format": {"type": "json_object"}}), "unsupported_response_format"),
+        (
+            json!({"messages": user, "response_format": {"type": "json_object"}}),
+            "unsupported_response_format",
+        ),
         (
             json!({"messages": user, "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "properties": {"answer": {"type": "string"}}}}}}),
             "unsupported_response_format",
         ),
         (json!({"messages": user, "n": 2}), "unsupported_parameter"),
-        (json!({"messages": user, "top_logprobs": 50, "logprobs": true}), "unsupported_parameter"),
+        (
+            json!({"messages": user, "top_logprobs": 50, "logprobs": true}),
+            "unsupported_parameter",
+        ),
         (json!({"messages": []}), "invalid_request"),
-        (json!({"messages": [{"role": "tool", "content": "x"}]}), "invalid_request"),
-        (json!({"messages": user, "temperature": 5.0}), "invalid_request"),
-        (json!({"messages": user, "max_tokens": 0}), "invalid_request"),
+        (
+            json!({"messages": [{"role": "tool", "content": "x"}]}),
+            "invalid_request",
+        ),
+        (
+            json!({"messages": user, "temperature": 5.0}),
+            "invalid_request",
+        ),
+        (
+            json!({"messages": user, "max_tokens": 0}),
+            "invalid_request",
+        ),
         (json!({"messages": "hi"}), "invalid_json"),
     ];
     for (request, code) in cases {
@@ -449,8 +509,8 @@ async fn chat_request_errors() {
 
 #[test]
 fn an_adapter_serves_like_its_merged_checkpoint() {
-    let adapter = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../verdict-lora/tests/fixtures/peft/names");
+    let adapter =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../verdict-lora/tests/fixtures/peft/names");
     let merged = tempfile::tempdir().unwrap();
     verdict_lora::merge_into_checkpoint(&tiny_dir(), &adapter, merged.path()).unwrap();
     let adapted =
@@ -459,7 +519,11 @@ fn an_adapter_serves_like_its_merged_checkpoint() {
     let base = load(&THREE);
     let input = ClassifyInput {
         text: Some("adapted?".into()),
-        images: vec![image::RgbImage::from_pixel(32, 32, image::Rgb([90, 10, 200]))],
+        images: vec![image::RgbImage::from_pixel(
+            32,
+            32,
+            image::Rgb([90, 10, 200]),
+        )],
         reason: false,
     };
     let p = |model: &ServedModel| {
@@ -471,12 +535,23 @@ fn an_adapter_serves_like_its_merged_checkpoint() {
     };
     let (with_adapter, with_merge, without) = (p(&adapted), p(&merged), p(&base));
     for (a, m) in with_adapter.iter().zip(&with_merge) {
-        assert!((a - m).abs() < 1e-4, "{with_adapter:?} vs merged {with_merge:?}");
+        assert!(
+            (a - m).abs() < 1e-4,
+            "{with_adapter:?} vs merged {with_merge:?}"
+        );
     }
-    let moved: f64 = with_adapter.iter().zip(&without).map(|(a, b)| (a - b).abs()).sum();
-    assert!(moved > 1e-6, "the adapter changed nothing: {with_adapter:?}");
-    let error = ServedModel::load_with_adapter(&tiny_dir(), Some(labels(&THREE)), Some(&tiny_dir()))
-        .unwrap_err()
-        .to_string();
+    let moved: f64 = with_adapter
+        .iter()
+        .zip(&without)
+        .map(|(a, b)| (a - b).abs())
+        .sum();
+    assert!(
+        moved > 1e-6,
+        "the adapter changed nothing: {with_adapter:?}"
+    );
+    let error =
+        ServedModel::load_with_adapter(&tiny_dir(), Some(labels(&THREE)), Some(&tiny_dir()))
+            .unwrap_err()
+            .to_string();
     assert!(error.contains("adapter"), "{error}");
 }
