@@ -27,6 +27,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     // <commands-enum>
+    /// Sharded stages: select the items of shard i/N, merge the part-<i>-of-<N> outputs.
+    Shard(commands::shard::Args),
     /// Image URL cache, WebDataset shards, object-store copies (s3://) and DVC-compatible versioning.
     Media(commands::media::Args),
     /// LoRA fine-tuning of a Qwen3-VL checkpoint on the task: PEFT adapter, metrics, checkpoints, resume.
@@ -62,6 +64,7 @@ fn main() -> std::process::ExitCode {
     commands::init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         // <commands-dispatch>
+        Command::Shard(args) => commands::shard::run(args),
         Command::Media(args) => commands::media::run(args),
         Command::Train(args) => commands::train::run(args),
         Command::Serve(args) => commands::serve::run(args),
