@@ -27,6 +27,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     // <commands-enum>
+    /// Pretrained default models (OpenNSFW, all-MiniLM-L6-v2): fetch, list, score a task's images.
+    Models(commands::models::Args),
     /// Sharded stages: select the items of shard i/N, merge the part-<i>-of-<N> outputs.
     Shard(commands::shard::Args),
     /// Image URL cache, WebDataset shards, object-store copies (s3://) and DVC-compatible versioning.
@@ -64,6 +66,7 @@ fn main() -> std::process::ExitCode {
     commands::init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         // <commands-dispatch>
+        Command::Models(args) => commands::models::run(args),
         Command::Shard(args) => commands::shard::run(args),
         Command::Media(args) => commands::media::run(args),
         Command::Train(args) => commands::train::run(args),

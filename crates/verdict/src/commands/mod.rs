@@ -1,6 +1,8 @@
 //! One module per subcommand: each has `Args` (clap) and `run(args) -> anyhow::Result<()>`.
 
 // <commands-mod>
+pub mod models;
+mod image_stage;
 pub mod shard;
 pub mod media;
 pub mod train;
