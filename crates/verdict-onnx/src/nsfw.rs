@@ -32,7 +32,7 @@ pub const FEATURES_OUTPUT: &str = "Reshape:0";
 /// Width of the penultimate layer.
 pub const FEATURE_DIM: usize = 1024;
 /// Images per forward pass by default. On CPU a larger batch is not faster per image (see
-/// docs/bench/onnx.md), and batch 1 needs a single plan.
+/// BENCHMARKS.md), and batch 1 needs a single plan.
 pub const DEFAULT_MAX_BATCH: usize = 1;
 
 /// A loaded OpenNSFW model; runs batches of any size through per-size plans.

@@ -6,11 +6,11 @@
 //! ```text
 //! # TF-IDF baseline trained on SpamAssassin (fetched by scripts/fetch-data):
 //! cargo run --release -p verdict-serve --example bench_serve -- \
-//!     --spamassassin .cache/data/spamassassin --out docs/bench/serve.md
+//!     --spamassassin .cache/data/spamassassin --out serve-bench.md
 //! # the tiny Qwen3-VL test checkpoint (text + a 32x32 image per item):
 //! cargo run --release -p verdict-serve --example bench_serve -- \
 //!     --model crates/verdict-models/tests/fixtures/qwen3_vl/tiny_a --labels sfw,nsfw \
-//!     --out docs/bench/serve.md
+//!     --out serve-bench.md
 //! ```
 //!
 //! Server and load generator share the machine (and its cores): the numbers are an upper
