@@ -15,7 +15,7 @@ pub struct Args {
 }
 
 /// Where fetched packages are kept.
-#[derive(clap::Args, Clone)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct DataDir {
     /// Data store for fetched corpora and models [default: ~/.cache/verdict/data].
     #[arg(long, env = "VERDICT_DATA_DIR", global = true)]
