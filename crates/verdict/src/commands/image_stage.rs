@@ -168,6 +168,10 @@ pub fn image_candidates_stage(workspace: &Workspace) -> anyhow::Result<Vec<PathB
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let path = predictions_path(workspace, candidate, split);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
             verdict_eval::prediction::write(&path, &rows, &labels)
                 .with_context(|| format!("writing {}", path.display()))?;
             written.push(path);
