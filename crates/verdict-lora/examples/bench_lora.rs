@@ -66,7 +66,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         Device::Cpu
     };
-    let dtype = if options.cuda { DType::BF16 } else { DType::F32 };
+    let dtype = if options.cuda {
+        DType::BF16
+    } else {
+        DType::F32
+    };
     let config = LoraConfig {
         target_modules: ModuleSwitches::default().target_modules(&QWEN3_VL_LINEAR_NAMES)?,
         ..LoraConfig::default()
@@ -77,7 +81,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let load_seconds = load_started.elapsed().as_secs_f64();
     factory.set_training(true);
     // Ordinary tokens only: ids from the vision specials on would ask for image inputs.
-    let vocab = (model.config().text_config.vocab_size as u32).min(model.config().vision_start_token_id);
+    let vocab =
+        (model.config().text_config.vocab_size as u32).min(model.config().vision_start_token_id);
     let mut optimiser = AdamW::new(
         factory.trainable_vars(),
         ParamsAdamW {

@@ -136,11 +136,13 @@ pub fn run(
             truncate_metrics(&out.join(METRICS_FILE), state.step)?;
             state
         }
-        (false, Some(dir)) => return Err(Error::Invalid(format!(
+        (false, Some(dir)) => {
+            return Err(Error::Invalid(format!(
             "{} already holds a run (checkpoint {}); resume it or choose another output directory",
             out.display(),
             dir.display()
-        ))),
+        )))
+        }
         (_, None) => {
             truncate_metrics(&out.join(METRICS_FILE), 0)?;
             fresh_state(session, run_key)

@@ -47,7 +47,14 @@ fn train_embed_and_search_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("train");
     let assert = verdict()
-        .args(["encoders", "train", "--synthetic", "32", "--scenario", "dual_lora"])
+        .args([
+            "encoders",
+            "train",
+            "--synthetic",
+            "32",
+            "--scenario",
+            "dual_lora",
+        ])
         .args(["--epochs", "2", "--batch-size", "16", "--model"])
         .arg(clip())
         .arg("--out")
@@ -55,13 +62,15 @@ fn train_embed_and_search_round_trip() {
         .assert()
         .success();
     let table = String::from_utf8_lossy(&assert.get_output().stdout).to_string();
-    assert!(table.contains("scenario") && table.contains("dual_lora"), "{table}");
+    assert!(
+        table.contains("scenario") && table.contains("dual_lora"),
+        "{table}"
+    );
     let checkpoint = out.join("dual_lora/epoch-2");
     assert!(checkpoint.join("adapter/adapter_config.json").exists());
-    let report: Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("dual_lora/report.json")).unwrap(),
-    )
-    .unwrap();
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("dual_lora/report.json")).unwrap())
+            .unwrap();
     assert_eq!(report["scenario"], "dual_lora");
     assert_eq!(report["epoch_losses"].as_array().unwrap().len(), 2);
 

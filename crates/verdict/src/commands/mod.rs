@@ -1,19 +1,16 @@
 //! One module per subcommand: each has `Args` (clap) and `run(args) -> anyhow::Result<()>`.
 
 // <commands-mod>
-pub mod models;
-mod image_stage;
-pub mod shard;
-pub mod media;
-pub mod train;
-pub mod serve;
 pub mod arena;
-pub mod classify_image;
-pub mod ontology;
 pub mod baseline;
+pub mod classify_image;
 pub mod data;
 pub mod eval;
+mod image_stage;
 pub mod init;
+pub mod media;
+pub mod models;
+pub mod ontology;
 pub mod package;
 mod pipeline;
 pub mod predict;
@@ -21,6 +18,9 @@ mod progress;
 pub mod render;
 mod render_stage;
 pub mod run;
+pub mod serve;
+pub mod shard;
+pub mod train;
 
 /// Logs go to stderr so that stdout stays for results.
 pub fn init_logging(verbose: u8, quiet: bool) {
