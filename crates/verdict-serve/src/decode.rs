@@ -11,10 +11,11 @@ use std::time::Instant;
 
 use candle_core::DType as TensorDType;
 use image::RgbImage;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use verdict_models::constraint::TokenConstraint;
 use verdict_models::json_constraint::LabelJsonSchema;
 use verdict_models::qwen3_vl::chat::Message;
+use verdict_models::qwen3_vl::generation::pick;
 use verdict_models::qwen3_vl::rope::MropePositions;
 use verdict_models::qwen3_vl::Logits;
 
@@ -249,35 +250,6 @@ fn top_k(log_probs: &[f64], k: usize) -> Vec<(u32, f64)> {
         .take(k)
         .map(|i| (i as u32, log_probs[i]))
         .collect()
-}
-
-fn pick(logits: &[f32], temperature: f64, rng: &mut rand::rngs::StdRng) -> u32 {
-    let argmax = || {
-        let mut best = 0;
-        for (i, &v) in logits.iter().enumerate() {
-            if v > logits[best] {
-                best = i;
-            }
-        }
-        best as u32
-    };
-    if temperature <= 0.0 {
-        return argmax();
-    }
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let weights: Vec<f64> = logits
-        .iter()
-        .map(|&v| (((v - max) as f64) / temperature).exp())
-        .collect();
-    let total: f64 = weights.iter().sum();
-    let mut target = rng.random::<f64>() * total;
-    for (i, w) in weights.iter().enumerate() {
-        if target < *w {
-            return i as u32;
-        }
-        target -= w;
-    }
-    argmax()
 }
 
 #[cfg(test)]

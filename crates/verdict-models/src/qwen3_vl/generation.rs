@@ -55,7 +55,9 @@ pub enum FinishReason {
     ConstraintDone,
 }
 
-fn pick(logits: &[f32], temperature: f64, rng: &mut rand::rngs::StdRng) -> u32 {
+/// Picks the next token: the argmax at temperature 0, otherwise a sample from
+/// `softmax(logits / temperature)` drawn with `rng`.
+pub fn pick(logits: &[f32], temperature: f64, rng: &mut rand::rngs::StdRng) -> u32 {
     let argmax = || {
         let mut best = 0;
         for (i, &v) in logits.iter().enumerate() {
