@@ -27,6 +27,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     // <commands-enum>
+    /// CLIP/SigLIP dual encoders: fine-tune in the five ablation scenarios and compare them.
+    Encoders(commands::encoders::Args),
+    /// Image embeddings (base and fine-tuned) into a Parquet vector file.
+    Embed(commands::embed::Args),
+    /// Nearest images of a vector file to a query image or text.
+    Search(commands::search::Args),
     /// Pretrained default models (OpenNSFW, all-MiniLM-L6-v2): fetch, list, score a task's images.
     Models(commands::models::Args),
     /// Sharded stages: select the items of shard i/N, merge the part-<i>-of-<N> outputs.
@@ -66,6 +72,9 @@ fn main() -> std::process::ExitCode {
     commands::init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         // <commands-dispatch>
+        Command::Encoders(args) => commands::encoders::run(args),
+        Command::Embed(args) => commands::embed::run(args),
+        Command::Search(args) => commands::search::run(args),
         Command::Models(args) => commands::models::run(args),
         Command::Shard(args) => commands::shard::run(args),
         Command::Media(args) => commands::media::run(args),

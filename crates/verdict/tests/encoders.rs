@@ -1,6 +1,5 @@
 //! `verdict encoders train`, `verdict embed` and `verdict search` as processes, on the tiny
-//! CLIP checkpoint of the dual-encoder parity fixtures. Run with `cargo test -p verdict --test
-//! encoders -- --ignored` once the subcommands are wired.
+//! CLIP checkpoint of the dual-encoder parity fixtures.
 
 use std::path::{Path, PathBuf};
 
@@ -42,7 +41,6 @@ fn hits(stdout: &[u8]) -> Vec<Value> {
 }
 
 #[test]
-#[ignore = "needs `encoders`, `embed` and `search` wired into crates/verdict/src/main.rs and commands/mod.rs"]
 fn train_embed_and_search_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("train");
@@ -127,7 +125,6 @@ fn train_embed_and_search_round_trip() {
 }
 
 #[test]
-#[ignore = "needs `encoders`, `embed` and `search` wired into crates/verdict/src/main.rs and commands/mod.rs"]
 fn search_refuses_a_vector_file_of_another_model() {
     let dir = tempfile::tempdir().unwrap();
     let images = dir.path().join("images");

@@ -19,7 +19,9 @@ pub struct Args {
     pub command: EncodersCommand,
 }
 
+/// Scenario names as the task file spells them (`dual_lora`), so one name works everywhere.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[value(rename_all = "snake_case")]
 pub enum ScenarioArg {
     ZeroShot,
     LinearProbe,

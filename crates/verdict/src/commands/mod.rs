@@ -1,6 +1,9 @@
 //! One module per subcommand: each has `Args` (clap) and `run(args) -> anyhow::Result<()>`.
 
 // <commands-mod>
+pub mod embed;
+pub mod encoders;
+pub mod search;
 pub mod arena;
 pub mod baseline;
 pub mod classify_image;
