@@ -4,6 +4,7 @@
 //! Everything here is plain data and file handling; no ML dependencies. Later stages
 //! (rendering, training, evaluation, serving) read the types defined here.
 
+pub mod candidates;
 pub mod error;
 pub mod fetch;
 pub mod fsio;

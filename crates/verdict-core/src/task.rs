@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::candidates::{CandidateSpec, FinetuneSpec};
 use crate::error::{CoreError, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +46,13 @@ pub struct TaskSpec {
     pub render: RenderSpec,
     #[serde(default)]
     pub baseline: BaselineSpec,
+    /// Base models compared zero-shot on the sealed benchmark (see [`crate::candidates`]).
+    /// Absent: the defaults the inputs allow; `candidates = []`: none.
+    #[serde(default)]
+    pub candidates: Option<Vec<CandidateSpec>>,
+    /// LoRA fine-tuning of the chosen candidate.
+    #[serde(default)]
+    pub finetune: FinetuneSpec,
     /// Seed of every random choice (splits, shuffles, training).
     #[serde(default = "default_seed")]
     pub seed: u64,
@@ -444,6 +452,7 @@ impl TaskSpec {
                 "baseline.ngram_range [{low}, {high}] is not a valid range"
             ));
         }
+        crate::candidates::check(self.candidates.as_deref().unwrap_or(&[]), &self.finetune)?;
         Ok(())
     }
 

@@ -50,6 +50,9 @@ pub struct SplitReport {
 
 impl Workspace {
     pub fn open(task_path: &Path, data_dir: &Path) -> Result<Self> {
+        // Absolute, so that a bare `task.toml` still has a folder that relative sources,
+        // image references and the workdir resolve against from anywhere.
+        let task_path = &std::path::absolute(task_path).map_err(|e| CoreError::io(task_path, e))?;
         let task = TaskSpec::load(task_path)?;
         let task_dir = task_path.parent().unwrap_or(Path::new("."));
         Ok(Workspace {

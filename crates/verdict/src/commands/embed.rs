@@ -63,7 +63,11 @@ fn from_manifest(path: &Path) -> anyhow::Result<Vec<Item>> {
         items.push(Item {
             path: Sample::resolve(base, reference),
             text: sample.text.clone(),
-            label: sample.label.as_ref().and_then(|l| l.as_single()).map(str::to_string),
+            label: sample
+                .label
+                .as_ref()
+                .and_then(|l| l.as_single())
+                .map(str::to_string),
             split: sample.split.map(|s| s.name().to_string()),
             id: sample.sample_id,
         });
@@ -74,7 +78,12 @@ fn from_manifest(path: &Path) -> anyhow::Result<Vec<Item>> {
 fn is_image(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
-        .map(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg" | "webp"))
+        .map(|e| {
+            matches!(
+                e.to_ascii_lowercase().as_str(),
+                "png" | "jpg" | "jpeg" | "webp"
+            )
+        })
         .unwrap_or(false)
 }
 
@@ -87,7 +96,9 @@ fn collect(inputs: &[PathBuf]) -> anyhow::Result<Vec<Item>> {
         }
         let mut files = Vec::new();
         if input.is_dir() {
-            for entry in std::fs::read_dir(input).with_context(|| format!("listing {}", input.display()))? {
+            for entry in
+                std::fs::read_dir(input).with_context(|| format!("listing {}", input.display()))?
+            {
                 let path = entry?.path();
                 if is_image(&path) {
                     files.push(path);
@@ -171,7 +182,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let rows = embed_batch(batch, &base, finetuned.as_ref())?;
         if writer.is_none() {
             let dim = rows.first().map(|r| r.base_embedding.len()).unwrap_or(0);
-            writer = Some(VectorFileWriter::create(&args.out, dim, finetuned.is_some())?);
+            writer = Some(VectorFileWriter::create(
+                &args.out,
+                dim,
+                finetuned.is_some(),
+            )?);
         }
         if let Some(writer) = writer.as_mut() {
             writer.write(rows)?;

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use verdict_core::manifest::{is_url, read_manifest_strict, Sample};
 use verdict_core::workspace::Workspace;
-use verdict_encoders::train::data::{synthetic_shapes, ImageSource, PairExample, SYNTHETIC_COLOURS};
+use verdict_encoders::train::data::{
+    synthetic_shapes, ImageSource, PairExample, SYNTHETIC_COLOURS,
+};
 use verdict_encoders::train::{run as train_scenario, Scenario, ScenarioReport, TrainConfig};
 use verdict_models::Device;
 
@@ -93,10 +95,18 @@ fn examples_from_split(path: &Path, labels: &[String]) -> anyhow::Result<Vec<Pai
             continue;
         };
         if is_url(reference) {
-            bail!("{}: sample {} has a URL image; cache it first", path.display(), sample.sample_id);
+            bail!(
+                "{}: sample {} has a URL image; cache it first",
+                path.display(),
+                sample.sample_id
+            );
         }
         if !labels.iter().any(|l| l == label) {
-            bail!("{}: sample {} has label {label:?} outside the task", path.display(), sample.sample_id);
+            bail!(
+                "{}: sample {} has label {label:?} outside the task",
+                path.display(),
+                sample.sample_id
+            );
         }
         out.push(PairExample {
             id: sample.sample_id.clone(),
@@ -129,7 +139,12 @@ fn print_table(reports: &[ScenarioReport]) {
             report.scenario.name(),
             report.accuracy,
             report.method,
-            retrieval.image_to_text.recall_at.first().map(|r| r.1).unwrap_or(0.0),
+            retrieval
+                .image_to_text
+                .recall_at
+                .first()
+                .map(|r| r.1)
+                .unwrap_or(0.0),
             retrieval.text_to_image.map,
             report.trainable_parameters,
             report
@@ -159,7 +174,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } = args.command;
     let mut settings: TrainConfig = match &config {
         Some(path) => serde_json::from_str(
-            &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
         )
         .with_context(|| format!("parsing {}", path.display()))?,
         None => TrainConfig::default(),
@@ -183,23 +199,46 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let (train, eval, labels, out) = match (&task, synthetic) {
         (None, Some(n)) => {
-            let labels: Vec<String> = SYNTHETIC_COLOURS.iter().map(|(c, _)| c.to_string()).collect();
-            settings.templates = vec!["a {} square".into(), "a {} circle".into(), "a {} triangle".into()];
+            let labels: Vec<String> = SYNTHETIC_COLOURS
+                .iter()
+                .map(|(c, _)| c.to_string())
+                .collect();
+            settings.templates = vec![
+                "a {} square".into(),
+                "a {} circle".into(),
+                "a {} triangle".into(),
+            ];
             let out = out.clone().context("--out is required with --synthetic")?;
-            (synthetic_shapes(n, 48, 1), synthetic_shapes(n / 2 + 1, 48, 2), labels, out)
+            (
+                synthetic_shapes(n, 48, 1),
+                synthetic_shapes(n / 2 + 1, 48, 2),
+                labels,
+                out,
+            )
         }
         (Some(task), None) => {
             let workspace = Workspace::open(task, &data.resolve())
                 .with_context(|| format!("opening task {}", task.display()))?;
-            let labels: Vec<String> = workspace.task.label_names().iter().map(|l| l.to_string()).collect();
+            let labels: Vec<String> = workspace
+                .task
+                .label_names()
+                .iter()
+                .map(|l| l.to_string())
+                .collect();
             let train_path = workspace.split_path("train");
             let val_path = workspace.split_path("val");
             for path in [&train_path, &val_path] {
                 if !path.exists() {
-                    bail!("{} does not exist; run `verdict data split {}` first", path.display(), task.display());
+                    bail!(
+                        "{} does not exist; run `verdict data split {}` first",
+                        path.display(),
+                        task.display()
+                    );
                 }
             }
-            let out = out.clone().unwrap_or_else(|| workspace.root.join("encoders"));
+            let out = out
+                .clone()
+                .unwrap_or_else(|| workspace.root.join("encoders"));
             (
                 examples_from_split(&train_path, &labels)?,
                 examples_from_split(&val_path, &labels)?,
@@ -236,7 +275,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             &mut |p| {
                 bar.set_length(p.total_steps as u64);
                 bar.set_position(p.step as u64);
-                bar.set_message(format!("{} epoch {}/{} loss {:.4}", scenario.name(), p.epoch, p.epochs, p.loss));
+                bar.set_message(format!(
+                    "{} epoch {}/{} loss {:.4}",
+                    scenario.name(),
+                    p.epoch,
+                    p.epochs,
+                    p.loss
+                ));
             },
         )
         .with_context(|| format!("scenario {}", scenario.name()))?;

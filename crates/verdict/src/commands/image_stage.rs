@@ -27,7 +27,6 @@ use anyhow::{bail, Context};
 use verdict_core::manifest::{LabelValue, Sample, Split};
 use verdict_core::task::{Modality, TaskKind, TaskSpec};
 use verdict_core::workspace::Workspace;
-use verdict_eval::Prediction;
 use verdict_onnx::views::{representative_images, score_images, SampleScore};
 use verdict_onnx::zero_shot::{label_probabilities, NSFW_LABEL};
 use verdict_onnx::NsfwModel;
@@ -156,14 +155,14 @@ pub fn image_candidates_stage(workspace: &Workspace) -> anyhow::Result<Vec<PathB
                         (_, Some(score), _) => label_probabilities(score.p_nsfw, &labels)?,
                         (_, None, _) => vec![1.0 / labels.len() as f32; labels.len()],
                     };
-                    prediction(
+                    super::candidates::prediction_row(
                         sample,
-                        score,
                         &labels,
                         &probabilities,
                         candidate,
                         task,
                         split,
+                        score.and_then(|s| s.used.first()).map(PathBuf::as_path),
                     )
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
@@ -251,58 +250,4 @@ fn score_all(
         samples.len() - scores.len()
     );
     Ok(scores)
-}
-
-fn prediction(
-    sample: &Sample,
-    score: Option<&SampleScore>,
-    labels: &[String],
-    probabilities: &[f32],
-    candidate: &str,
-    task: &TaskSpec,
-    split: Split,
-) -> anyhow::Result<Prediction> {
-    let probabilities: BTreeMap<String, f64> = labels
-        .iter()
-        .cloned()
-        .zip(probabilities.iter().map(|&p| f64::from(p)))
-        .collect();
-    let predicted = probabilities
-        .iter()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(label, _)| label.clone())
-        .unwrap_or_default();
-    let mut slices = BTreeMap::new();
-    slices.insert(
-        "image".to_string(),
-        if score.is_some() {
-            "present"
-        } else {
-            "missing"
-        }
-        .to_string(),
-    );
-    if let Some(source) = &sample.source {
-        slices.insert("source".to_string(), source.clone());
-    }
-    let truth = sample
-        .label
-        .as_ref()
-        .and_then(LabelValue::as_single)
-        .with_context(|| format!("sample `{}` has no single label", sample.sample_id))?;
-    Ok(Prediction {
-        sample_id: sample.sample_id.clone(),
-        true_labels: vec![truth.to_string()],
-        predicted_labels: vec![predicted],
-        probabilities,
-        reason: None,
-        decision: None,
-        slices,
-        model_id: candidate.to_string(),
-        run_id: format!("{}-{}", task.name, split.name()),
-        input_text: sample.text.as_ref().map(|t| t.chars().take(600).collect()),
-        image_path: score
-            .and_then(|s| s.used.first())
-            .map(|p: &PathBuf| p.to_string_lossy().into_owned()),
-    })
 }

@@ -1,13 +1,13 @@
 //! One module per subcommand: each has `Args` (clap) and `run(args) -> anyhow::Result<()>`.
 
 // <commands-mod>
-pub mod embed;
-pub mod encoders;
-pub mod search;
 pub mod arena;
 pub mod baseline;
+mod candidates;
 pub mod classify_image;
 pub mod data;
+pub mod embed;
+pub mod encoders;
 pub mod eval;
 mod image_stage;
 pub mod init;
@@ -21,6 +21,7 @@ mod progress;
 pub mod render;
 mod render_stage;
 pub mod run;
+pub mod search;
 pub mod serve;
 pub mod shard;
 pub mod train;

@@ -1,5 +1,5 @@
 //! The model stages of `verdict run`: the text baseline, its predictions on every split, and
-//! the evaluation report.
+//! the evaluation report over every model the run produced.
 //!
 //! Outputs (under the task's workdir):
 //! ```text
@@ -25,10 +25,15 @@ use super::progress::Stage;
 /// still print them.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ModelSummary {
-    pub baseline_val_macro_f1: f64,
-    /// (model, split, samples, accuracy, macro-F1)
+    /// Validation macro-F1 of the text baseline, when the task has one.
+    #[serde(default)]
+    pub baseline_val_macro_f1: Option<f64>,
+    /// (model run, split, samples, accuracy, macro-F1)
     pub rows: Vec<(String, String, usize, f64, f64)>,
     pub report: PathBuf,
+    /// The run the model selection chose (or the fine-tuned one).
+    #[serde(default)]
+    pub chosen: Option<String>,
 }
 
 /// Where the baseline stage writes.
@@ -165,47 +170,72 @@ pub fn predictions_path(workspace: &Workspace, split: Split) -> PathBuf {
     baseline_dir(workspace).join(format!("predictions_{}.parquet", split.name()))
 }
 
-/// Evaluates the baseline's predictions on test and benchmark (thresholds tuned on val) and
-/// writes the report and `summary.json`.
-pub fn evaluate_stage(workspace: &Workspace) -> anyhow::Result<Vec<PathBuf>> {
-    let task = &workspace.task;
-    let mut sets = Vec::new();
-    for split in [Split::Val, Split::Test, Split::Benchmark] {
-        let path = predictions_path(workspace, split);
-        if path.is_file() {
-            let set = verdict_eval::prediction::read(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            sets.push((split, set));
-        }
-    }
-    let metrics: serde_json::Value =
-        verdict_core::fsio::read_json(&baseline_dir(workspace).join("baseline_metrics.json"))
-            .context("reading the baseline's metrics (run the baseline stage first)")?;
-    let baseline_val_macro_f1 = metrics
-        .get("macro_f1")
-        .and_then(serde_json::Value::as_f64)
-        .unwrap_or(f64::NAN);
-    let stage = Stage::start("evaluating and writing the report");
-    let (_, spec) = super::eval::task_eval_specs(task)
+/// The evaluation settings of the task (labels, policy, seed).
+pub fn eval_spec(task: &TaskSpec) -> anyhow::Result<verdict_eval::EvalSpec> {
+    let (_, mut spec) = super::eval::task_eval_specs(task)
         .into_iter()
         .next()
         .context("the task has no evaluation spec")?;
-    let mut spec = spec;
     spec.seed = task.seed;
-    let validation = sets
-        .iter()
-        .find(|(s, _)| *s == Split::Val)
-        .map(|(_, set)| set.clone());
+    Ok(spec)
+}
+
+/// Evaluates every model's predictions (baseline, candidates, fine-tuned) on test and
+/// benchmark, the chosen model's thresholds tuned on its val predictions, and writes the
+/// report and `summary.json`.
+pub fn evaluate_stage(workspace: &Workspace) -> anyhow::Result<Vec<PathBuf>> {
+    let task = &workspace.task;
+    let runs = super::candidates::compared_runs(workspace, true);
+    let baseline_val_macro_f1 = verdict_core::fsio::read_json::<serde_json::Value>(
+        &baseline_dir(workspace).join("baseline_metrics.json"),
+    )
+    .ok()
+    .filter(|_| has_model_stages(task))
+    .and_then(|m| m.get("macro_f1").and_then(serde_json::Value::as_f64));
+    let finetuned = super::candidates::FINETUNED;
+    let chosen = if super::candidates::predictions_path(workspace, finetuned, Split::Val).is_file()
+    {
+        Some(finetuned.to_string())
+    } else {
+        super::candidates::load_selection(workspace).map(|s| s.chosen)
+    };
+    let validation = match &chosen {
+        Some(run) => {
+            let path = super::candidates::predictions_path(workspace, run, Split::Val);
+            if path.is_file() {
+                Some(
+                    verdict_eval::prediction::read(&path)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                )
+            } else {
+                None
+            }
+        }
+        None => None,
+    };
+    let stage = Stage::start("evaluating and writing the report");
+    let spec = eval_spec(task)?;
     let mut rows = Vec::new();
     let mut report_path = PathBuf::new();
-    for (split, set) in sets.iter().filter(|(s, _)| *s != Split::Val) {
+    let mut written = vec![summary_path(workspace)];
+    for split in [Split::Test, Split::Benchmark] {
+        let sets = super::candidates::read_sets(workspace, &runs, split)?;
+        if sets.is_empty() {
+            continue;
+        }
+        let names: Vec<String> = sets.iter().map(|(run, _)| run.clone()).collect();
         let dir = report_dir(workspace).join(split.name());
-        let summary =
-            verdict_eval::evaluate_sets(vec![set.clone()], validation.clone(), &spec, &dir)
-                .with_context(|| format!("evaluating the {} split", split.name()))?;
-        for model in &summary.models {
+        written.push(dir.join("report.html"));
+        let summary = verdict_eval::evaluate_sets(
+            sets.into_iter().map(|(_, set)| set).collect(),
+            validation.clone(),
+            &spec,
+            &dir,
+        )
+        .with_context(|| format!("evaluating the {} split", split.name()))?;
+        for (run, model) in names.iter().zip(&summary.models) {
             rows.push((
-                model.model_id.clone(),
+                run.clone(),
                 split.name().to_string(),
                 model.samples,
                 model.metrics.get("accuracy").unwrap_or(f64::NAN),
@@ -214,14 +244,18 @@ pub fn evaluate_stage(workspace: &Workspace) -> anyhow::Result<Vec<PathBuf>> {
         }
         report_path = summary.report_path.clone();
     }
+    if rows.is_empty() {
+        bail!("no model has predictions on the test or benchmark split");
+    }
     stage.done("report written");
     let summary = ModelSummary {
         baseline_val_macro_f1,
         rows,
         report: report_path,
+        chosen,
     };
     verdict_core::fsio::write_json(&summary_path(workspace), &summary)?;
-    Ok(vec![report_dir(workspace)])
+    Ok(written)
 }
 
 fn predict(
@@ -283,16 +317,18 @@ fn predict(
 /// Prints the closing table.
 pub fn print_summary(summary: &ModelSummary, root: &Path) {
     println!(
-        "\n{:<16} {:<10} {:>7} {:>9} {:>9}",
+        "\n{:<22} {:<10} {:>7} {:>9} {:>9}",
         "model", "split", "samples", "accuracy", "macro-F1"
     );
     for (model, split, samples, accuracy, macro_f1) in &summary.rows {
-        println!("{model:<16} {split:<10} {samples:>7} {accuracy:>9.4} {macro_f1:>9.4}");
+        println!("{model:<22} {split:<10} {samples:>7} {accuracy:>9.4} {macro_f1:>9.4}");
     }
-    println!(
-        "\nbaseline val macro-F1: {:.4}",
-        summary.baseline_val_macro_f1
-    );
+    if let Some(f1) = summary.baseline_val_macro_f1 {
+        println!("\nbaseline val macro-F1: {f1:.4}");
+    }
+    if let Some(chosen) = &summary.chosen {
+        println!("chosen model: {chosen}");
+    }
     println!("report: {}", summary.report.display());
     println!("outputs: {}", root.display());
 }

@@ -15,6 +15,7 @@ use anyhow::Context;
 use verdict_core::stages::{Decision, Fingerprint, Selection, StageCache};
 use verdict_core::workspace::Workspace;
 
+use super::candidates;
 use super::data::{self, DataDir};
 use super::pipeline;
 
@@ -22,7 +23,17 @@ use super::pipeline;
 pub const DEFAULT_TASK: &str = include_str!("../../../../examples/listing-spam/task.toml");
 
 /// Stage names, in the order they run.
-pub const STAGES: [&str; 6] = ["fetch", "import", "render", "split", "baseline", "evaluate"];
+pub const STAGES: [&str; 9] = [
+    "fetch",
+    "import",
+    "render",
+    "split",
+    "baseline",
+    "candidates",
+    "select",
+    "finetune",
+    "evaluate",
+];
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -41,7 +52,7 @@ pub struct Args {
     #[arg(long, value_name = "STAGE")]
     pub until: Option<String>,
     /// Rerun this stage even if up to date (repeatable). Stages: fetch, import, render,
-    /// split, baseline, evaluate.
+    /// split, baseline, candidates, select, finetune, evaluate.
     #[arg(long, value_name = "STAGE")]
     pub force: Vec<String>,
     #[command(flatten)]
@@ -140,6 +151,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Ok(vec![w.splits_path()])
         },
     )?;
+    let any_model = pipeline::has_model_stages(task) || candidates::has_candidates(w);
     if pipeline::has_model_stages(task) {
         stage(
             &cache,
@@ -155,32 +167,69 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             },
             || pipeline::baseline_stage(w),
         )?;
+    }
+    if candidates::has_candidates(w) {
+        stage(
+            &cache,
+            &mut outcomes,
+            "candidates",
+            || {
+                Ok(Fingerprint::new()
+                    .setting("candidates", &candidates::candidates_setting(w))?
+                    .setting("kind", &task.kind)?
+                    .setting("labels", &task.labels)?
+                    .setting("description", &task.description)?
+                    .setting("render", &task.render)?
+                    .file(&w.splits_path())?)
+            },
+            || candidates::candidates_stage(w),
+        )?;
+    }
+    if any_model {
+        stage(
+            &cache,
+            &mut outcomes,
+            "select",
+            || predictions_fingerprint(w, false),
+            || candidates::select_stage(w),
+        )?;
+    }
+    if any_model && task.finetune.enabled {
+        stage(
+            &cache,
+            &mut outcomes,
+            "finetune",
+            || {
+                Ok(Fingerprint::new()
+                    .setting("finetune", &task.finetune)?
+                    .setting("candidates", &candidates::candidates_setting(w))?
+                    .setting("labels", &task.labels)?
+                    .file(&candidates::selection_path(w))?
+                    .file(&w.splits_path())?)
+            },
+            || candidates::finetune_stage(w),
+        )?;
+    }
+    if any_model {
         stage(
             &cache,
             &mut outcomes,
             "evaluate",
             || {
-                let mut fp = Fingerprint::new()
+                Ok(predictions_fingerprint(w, true)?
                     .setting("policy", &task.policy)?
                     .setting("seed", &task.seed)?
-                    .setting("labels", &task.labels)?;
-                for split in [
-                    verdict_core::manifest::Split::Val,
-                    verdict_core::manifest::Split::Test,
-                    verdict_core::manifest::Split::Benchmark,
-                ] {
-                    fp = fp.file(&pipeline::predictions_path(w, split))?;
-                }
-                Ok(fp)
+                    .setting("labels", &task.labels)?
+                    .file(&candidates::selection_path(w))?)
             },
             || pipeline::evaluate_stage(w),
         )?;
     } else {
-        eprintln!("(no model stage applies to this task yet: the text baseline needs text input and one label per sample)");
+        eprintln!("(no model stage applies to this task: the text baseline needs text input, the candidates image or mesh input or a [[candidates]] list, and both one label per sample)");
     }
 
     print_stages(&outcomes);
-    if pipeline::has_model_stages(task) {
+    if any_model {
         if let Some(summary) = pipeline::load_summary(w) {
             pipeline::print_summary(&summary, &w.root);
         }
@@ -203,6 +252,17 @@ fn import_fingerprint(w: &Workspace) -> anyhow::Result<Fingerprint> {
             .source_hash(source)
             .with_context(|| format!("reading source {index} of the task"))?;
         fp = fp.digest(&format!("source{index}"), hash.sha256);
+    }
+    Ok(fp)
+}
+
+/// The predictions of every compared model on val, test and benchmark, by content.
+fn predictions_fingerprint(w: &Workspace, with_finetuned: bool) -> anyhow::Result<Fingerprint> {
+    let mut fp = Fingerprint::new();
+    for run in candidates::compared_runs(w, with_finetuned) {
+        for split in candidates::PREDICTED {
+            fp = fp.file(&candidates::predictions_path(w, &run, split))?;
+        }
     }
     Ok(fp)
 }

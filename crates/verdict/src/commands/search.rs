@@ -55,7 +55,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let embedder = match &args.finetuned {
         Some(dir) => {
             if !file.has_finetuned {
-                bail!("{} has no finetuned_embedding column", args.vectors.display());
+                bail!(
+                    "{} has no finetuned_embedding column",
+                    args.vectors.display()
+                );
             }
             load_finetuned(&args.model, dir, &device)?
         }

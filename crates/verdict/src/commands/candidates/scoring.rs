@@ -1,0 +1,198 @@
+//! Zero-shot scoring of checkpoint candidates: Qwen3-VL by label scoring with the same
+//! conversation the fine-tuning uses (so zero-shot and fine-tuned numbers are comparable),
+//! CLIP/SigLIP by label prompts.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use verdict_core::candidates::CandidateSpec;
+use verdict_core::manifest::{Sample, Split};
+use verdict_core::workspace::Workspace;
+use verdict_encoders::zero_shot::Scoring;
+use verdict_encoders::{DualEncoderClassifier, Embedder};
+use verdict_models::qwen3_vl::classify::{Classifier, Query};
+use verdict_models::{DType, Device};
+use verdict_train::sft::{build_records, AnswerFormat};
+
+use super::{prediction_row, predictions_path, PREDICTED};
+use crate::commands::progress;
+
+/// Templates of the dual-encoder label prompts; the class embedding is their mean.
+const TEMPLATES: [&str; 3] = ["a photo of {}.", "a rendering of {}.", "an image of {}."];
+
+/// The samples of `split` a candidate scores: all, or the first `max_samples`.
+fn members<'a>(samples: &'a [Sample], split: Split, cap: Option<usize>) -> Vec<&'a Sample> {
+    samples
+        .iter()
+        .filter(|s| s.split == Some(split))
+        .take(cap.unwrap_or(usize::MAX))
+        .collect()
+}
+
+fn labels_of(workspace: &Workspace) -> Vec<String> {
+    workspace
+        .task
+        .label_names()
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
+
+/// Writes one split's rows, replacing an earlier file.
+fn write(
+    workspace: &Workspace,
+    run: &str,
+    split: Split,
+    rows: &[verdict_eval::Prediction],
+    labels: &[String],
+) -> anyhow::Result<PathBuf> {
+    let path = predictions_path(workspace, run, split);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    verdict_eval::prediction::write(&path, rows, labels)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// Scores val, test and benchmark with the Qwen3-VL checkpoint in `dir`, writing `run`'s
+/// predictions.
+pub fn qwen3_vl(
+    workspace: &Workspace,
+    candidate: &CandidateSpec,
+    dir: &Path,
+    run: &str,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let task = &workspace.task;
+    let labels = labels_of(workspace);
+    let samples = workspace.current_samples()?;
+    let base = workspace.root.join("data");
+    let stage = progress::Stage::start(&format!("loading {}", dir.display()));
+    let classifier = Classifier::load(dir, DType::F32, &Device::Cpu)
+        .with_context(|| format!("loading the Qwen3-VL checkpoint {}", dir.display()))?;
+    stage.done(&format!("loaded {}", dir.display()));
+    let mut written = Vec::new();
+    for split in PREDICTED {
+        let _ = std::fs::remove_file(predictions_path(workspace, run, split));
+        let members = members(&samples, split, candidate.max_samples);
+        if members.is_empty() {
+            continue;
+        }
+        let owned: Vec<Sample> = members.iter().map(|s| (*s).clone()).collect();
+        let records = build_records(task, &owned, &base, AnswerFormat::Label)?;
+        let bar = progress::bar(records.len() as u64, &format!("{run} on {}", split.name()));
+        let mut rows = Vec::with_capacity(records.len());
+        for (sample, record) in owned.iter().zip(&records) {
+            let paths = record.images();
+            let images = paths
+                .iter()
+                .map(|p| verdict_encoders::preprocess::load_image(p))
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("sample `{}`: reading its images", sample.sample_id))?;
+            let mut text = record.user_text();
+            if let Some(prompt) = &candidate.prompt {
+                text = format!("{prompt}\n{text}");
+            }
+            let query = Query {
+                system: record.system(),
+                text,
+                images,
+            };
+            let scores = classifier
+                .score(&query, &labels)
+                .with_context(|| format!("scoring sample `{}`", sample.sample_id))?;
+            let probabilities: Vec<f32> = scores.probabilities.iter().map(|&p| p as f32).collect();
+            rows.push(prediction_row(
+                sample,
+                &labels,
+                &probabilities,
+                run,
+                task,
+                split,
+                paths.first().map(PathBuf::as_path),
+            )?);
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        written.push(write(workspace, run, split, &rows, &labels)?);
+    }
+    Ok(written)
+}
+
+/// The text put into the templates for a label: its description when it has one, else its
+/// name with underscores as spaces.
+fn label_prompt(label: &verdict_core::task::LabelDef) -> String {
+    let description = label.description.trim().trim_end_matches('.');
+    if description.is_empty() {
+        label.name.replace('_', " ")
+    } else {
+        format!("{}: {}", label.name.replace('_', " "), description)
+    }
+}
+
+/// Scores val, test and benchmark zero-shot with the CLIP/SigLIP checkpoint in `dir`; a
+/// sample's first local image (its contact sheet when rendered) is what the encoder sees.
+pub fn dual_encoder(
+    workspace: &Workspace,
+    candidate: &CandidateSpec,
+    dir: &Path,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let task = &workspace.task;
+    let labels = labels_of(workspace);
+    let samples = workspace.current_samples()?;
+    let embedder = Embedder::load(dir, &Device::Cpu, None)
+        .with_context(|| format!("loading the dual encoder {}", dir.display()))?;
+    let prompts: Vec<String> = task.labels.iter().map(label_prompt).collect();
+    let templates: Vec<String> = TEMPLATES.iter().map(|t| t.to_string()).collect();
+    // One label per sample: softmax over the label logits, for SigLIP too (its bias was
+    // trained for independent sigmoids, but the softmax still ranks the labels).
+    let classifier = DualEncoderClassifier::zero_shot(
+        embedder,
+        &labels,
+        &prompts,
+        &templates,
+        Scoring::Softmax,
+    )?;
+    let base = workspace.root.join("data");
+    let mut written = Vec::new();
+    for split in PREDICTED {
+        let _ = std::fs::remove_file(predictions_path(workspace, &candidate.name, split));
+        let members = members(&samples, split, candidate.max_samples);
+        if members.is_empty() {
+            continue;
+        }
+        let bar = progress::bar(
+            members.len() as u64,
+            &format!("{} on {}", candidate.name, split.name()),
+        );
+        let uniform = vec![1.0 / labels.len() as f32; labels.len()];
+        let mut rows = Vec::with_capacity(members.len());
+        for sample in members {
+            let image = verdict_onnx::views::representative_images(&sample.images)
+                .first()
+                .map(|p| Sample::resolve(&base, &p.to_string_lossy()))
+                .filter(|p| p.is_file());
+            let probabilities = match &image {
+                Some(path) => classifier
+                    .predict_proba_paths(std::slice::from_ref(path))
+                    .with_context(|| format!("scoring sample `{}`", sample.sample_id))?
+                    .pop()
+                    .unwrap_or_else(|| uniform.clone()),
+                None => uniform.clone(),
+            };
+            rows.push(prediction_row(
+                sample,
+                &labels,
+                &probabilities,
+                &candidate.name,
+                task,
+                split,
+                image.as_deref(),
+            )?);
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        written.push(write(workspace, &candidate.name, split, &rows, &labels)?);
+    }
+    Ok(written)
+}
