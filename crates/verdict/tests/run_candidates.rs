@@ -174,6 +174,7 @@ fn candidates_are_compared_chosen_fine_tuned_and_cached() {
         serde_json::from_str(&fs::read_to_string(work.join("report/summary.json")).unwrap())
             .unwrap();
     assert_eq!(summary["chosen"], "finetuned");
+    assert!(work.join("package/colours-report.zip").is_file());
     for split in ["test", "benchmark"] {
         let models: Vec<&str> = summary["rows"]
             .as_array()

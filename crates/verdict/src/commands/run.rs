@@ -23,7 +23,7 @@ use super::pipeline;
 pub const DEFAULT_TASK: &str = include_str!("../../../../examples/listing-spam/task.toml");
 
 /// Stage names, in the order they run.
-pub const STAGES: [&str; 9] = [
+pub const STAGES: [&str; 10] = [
     "fetch",
     "import",
     "render",
@@ -33,6 +33,7 @@ pub const STAGES: [&str; 9] = [
     "select",
     "finetune",
     "evaluate",
+    "package",
 ];
 
 #[derive(clap::Args)]
@@ -52,7 +53,7 @@ pub struct Args {
     #[arg(long, value_name = "STAGE")]
     pub until: Option<String>,
     /// Rerun this stage even if up to date (repeatable). Stages: fetch, import, render,
-    /// split, baseline, candidates, select, finetune, evaluate.
+    /// split, baseline, candidates, select, finetune, evaluate, package.
     #[arg(long, value_name = "STAGE")]
     pub force: Vec<String>,
     #[command(flatten)]
@@ -223,6 +224,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     .file(&candidates::selection_path(w))?)
             },
             || pipeline::evaluate_stage(w),
+        )?;
+        stage(
+            &cache,
+            &mut outcomes,
+            "package",
+            || Ok(Fingerprint::new().tree(&pipeline::report_dir(w))?),
+            || {
+                let archive = w
+                    .root
+                    .join("package")
+                    .join(format!("{}-report.zip", task.name));
+                if let Some(dir) = archive.parent() {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                }
+                let summary = verdict_eval::package(&pipeline::report_dir(w), Some(&archive))
+                    .context("packaging the report")?;
+                eprintln!(
+                    "  packaged {} files into {}",
+                    summary.files,
+                    summary.archive.display()
+                );
+                Ok(vec![archive])
+            },
         )?;
     } else {
         eprintln!("(no model stage applies to this task: the text baseline needs text input, the candidates image or mesh input or a [[candidates]] list, and both one label per sample)");
