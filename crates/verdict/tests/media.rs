@@ -223,3 +223,75 @@ fn bad_inputs_name_what_is_wrong() {
         .failure()
         .stderr(predicate::str::contains("not inside a DVC project"));
 }
+
+/// `verdict run` downloads listing images in its `images` stage and the candidates see the
+/// cached copies; listings whose image failed keep their row and fall back to text only.
+#[test]
+fn run_fetches_listing_images_for_the_candidates() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    write_task(dir.path(), &server);
+    let task = dir.path().join("task.toml");
+    let clip = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../verdict-encoders/tests/fixtures/clip/tiny")
+        .canonicalize()
+        .unwrap();
+    let mut text = fs::read_to_string(&task).unwrap();
+    text.push_str(&format!(
+        "\n[[candidates]]\nname = \"tiny-clip\"\nkind = \"clip\"\npath = \"{}\"\n",
+        clip.display()
+    ));
+    fs::write(&task, text).unwrap();
+    let output = verdict()
+        .arg("run")
+        .arg(&task)
+        .args(["--data-dir"])
+        .arg(dir.path().join("store"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("13 of 15 images"), "{stderr}");
+
+    // Every listing has a row; the slice says whether its image reached the model.
+    let mut present = 0;
+    let mut missing = 0;
+    for split in ["val", "test"] {
+        let path = dir
+            .path()
+            .join(format!("work/runs/tiny-clip/predictions_{split}.parquet"));
+        if !path.exists() {
+            continue;
+        }
+        let set = verdict_eval::prediction::read(&path).unwrap();
+        for row in &set.rows {
+            match row.slices["image"].as_str() {
+                "present" => {
+                    present += 1;
+                    assert!(row.image_path.as_deref().unwrap().contains("cache/images"));
+                }
+                _ => missing += 1,
+            }
+        }
+    }
+    assert!(present > 0, "no listing image reached the candidate");
+    assert_eq!(
+        present + missing,
+        4,
+        "val holds a quarter of the 16 listings"
+    );
+
+    // A second run neither downloads nor scores again.
+    let hits = server.hits("/img/5.jpg");
+    let again = verdict()
+        .arg("run")
+        .arg(&task)
+        .args(["--data-dir"])
+        .arg(dir.path().join("store"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("images     up to date"), "{stderr}");
+    assert!(stderr.contains("candidates up to date"), "{stderr}");
+    assert_eq!(server.hits("/img/5.jpg"), hits);
+}

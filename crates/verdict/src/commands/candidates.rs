@@ -380,6 +380,28 @@ pub fn finetune_stage(workspace: &Workspace) -> anyhow::Result<Vec<PathBuf>> {
     Ok(written)
 }
 
+/// The samples as the models see them: image URLs replaced by their downloaded copies in the
+/// run's image cache, and dropped when the download failed or has not run (the sample then
+/// falls back to text only, as the listing workload asks).
+pub fn localise_images(workspace: &Workspace, samples: &mut [Sample]) {
+    let cache = verdict_media::cache::ImageCache::new(super::media::default_cache_dir(workspace));
+    for sample in samples {
+        sample.images = sample
+            .images
+            .iter()
+            .filter_map(|reference| {
+                if verdict_core::manifest::is_url(reference) {
+                    cache
+                        .lookup(reference)
+                        .map(|p| p.to_string_lossy().into_owned())
+                } else {
+                    Some(reference.clone())
+                }
+            })
+            .collect();
+    }
+}
+
 /// One predictions row from per-label probabilities (argmax is the predicted label).
 pub fn prediction_row(
     sample: &Sample,

@@ -76,7 +76,8 @@ pub fn image_candidates_stage(workspace: &Workspace) -> anyhow::Result<Vec<PathB
     let model = NsfwModel::load(&model_path)
         .with_context(|| format!("loading {}", model_path.display()))?;
 
-    let samples = workspace.current_samples()?;
+    let mut samples = workspace.current_samples()?;
+    super::candidates::localise_images(workspace, &mut samples);
     let of = |split: Split| {
         samples
             .iter()

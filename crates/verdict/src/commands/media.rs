@@ -177,7 +177,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 max_bytes: max_mb.saturating_mul(1024 * 1024),
                 ..FetchOptions::default()
             };
-            fetch(&workspace, cache, &options)
+            fetch(&workspace, cache, &options).map(|_| ())
         }
         MediaCommand::ExportCache { cache, out } => {
             let count = cache::export_zip(&cache, &out)?;
@@ -252,14 +252,20 @@ fn open(task: &Path, data: &DataDir) -> anyhow::Result<Workspace> {
         .with_context(|| format!("cannot open task {}", task.display()))
 }
 
-fn fetch(
+/// Where `verdict run` and `verdict media fetch` keep a task's downloaded images by default.
+pub fn default_cache_dir(workspace: &Workspace) -> PathBuf {
+    workspace.root.join("cache/images")
+}
+
+/// Downloads the samples' image URLs into the cache and writes the status CSV; returns its path.
+pub fn fetch(
     workspace: &Workspace,
     cache: Option<PathBuf>,
     options: &FetchOptions,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<PathBuf> {
     let samples = workspace.current_samples()?;
     let urls = cache::image_urls(&samples);
-    let cache = ImageCache::new(cache.unwrap_or_else(|| workspace.root.join("cache/images")));
+    let cache = ImageCache::new(cache.unwrap_or_else(|| default_cache_dir(workspace)));
     let progress = bar(urls.len() as u64, "images");
     let outcomes = cache.fetch_all(&urls, options, &|_| progress.inc(1))?;
     progress.finish_and_clear();
@@ -288,7 +294,7 @@ fn fetch(
         failed.len(),
         status_path.display()
     );
-    Ok(())
+    Ok(status_path)
 }
 
 fn write_shards(

@@ -218,7 +218,18 @@ pub fn evaluate_stage(workspace: &Workspace) -> anyhow::Result<Vec<PathBuf>> {
     let mut rows = Vec::new();
     let mut report_path = PathBuf::new();
     let mut written = vec![summary_path(workspace)];
-    for split in [Split::Test, Split::Benchmark] {
+    // A task without test and benchmark splits is reported on val (thresholds then are not
+    // tuned on separate data, which the report's calibration section makes visible).
+    let held_out = [Split::Test, Split::Benchmark].into_iter().any(|split| {
+        runs.iter()
+            .any(|run| super::candidates::predictions_path(workspace, run, split).is_file())
+    });
+    let (splits, validation) = if held_out {
+        (vec![Split::Test, Split::Benchmark], validation)
+    } else {
+        (vec![Split::Val], None)
+    };
+    for split in splits {
         let sets = super::candidates::read_sets(workspace, &runs, split)?;
         if sets.is_empty() {
             continue;
@@ -245,7 +256,7 @@ pub fn evaluate_stage(workspace: &Workspace) -> anyhow::Result<Vec<PathBuf>> {
         report_path = summary.report_path.clone();
     }
     if rows.is_empty() {
-        bail!("no model has predictions on the test or benchmark split");
+        bail!("no model has predictions on the val, test or benchmark split");
     }
     stage.done("report written");
     let summary = ModelSummary {

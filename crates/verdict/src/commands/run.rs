@@ -23,9 +23,10 @@ use super::pipeline;
 pub const DEFAULT_TASK: &str = include_str!("../../../../examples/listing-spam/task.toml");
 
 /// Stage names, in the order they run.
-pub const STAGES: [&str; 10] = [
+pub const STAGES: [&str; 11] = [
     "fetch",
     "import",
+    "images",
     "render",
     "split",
     "baseline",
@@ -52,8 +53,8 @@ pub struct Args {
     /// Stop after this stage.
     #[arg(long, value_name = "STAGE")]
     pub until: Option<String>,
-    /// Rerun this stage even if up to date (repeatable). Stages: fetch, import, render,
-    /// split, baseline, candidates, select, finetune, evaluate, package.
+    /// Rerun this stage even if up to date (repeatable). Stages: fetch, import, images,
+    /// render, split, baseline, candidates, select, finetune, evaluate, package.
     #[arg(long, value_name = "STAGE")]
     pub force: Vec<String>,
     #[command(flatten)]
@@ -117,6 +118,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Ok(vec![report.manifest, report.rejects])
         },
     )?;
+    if task
+        .inputs
+        .contains(&verdict_core::task::Modality::ImageUrl)
+    {
+        stage(
+            &cache,
+            &mut outcomes,
+            "images",
+            // The manifest decides which URLs to fetch; failed downloads are retried with
+            // `--force images` (hashing a large image cache on every run would cost more).
+            || Ok(Fingerprint::new().file(&w.manifest_path())?),
+            || {
+                let status =
+                    super::media::fetch(w, None, &verdict_media::cache::FetchOptions::default())?;
+                Ok(vec![status])
+            },
+        )?;
+    }
     if task.inputs.contains(&verdict_core::task::Modality::Mesh) {
         stage(
             &cache,
@@ -181,7 +200,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     .setting("labels", &task.labels)?
                     .setting("description", &task.description)?
                     .setting("render", &task.render)?
-                    .file(&w.splits_path())?)
+                    .file(&w.splits_path())?
+                    .file(&images_status(w))?)
             },
             || candidates::candidates_stage(w),
         )?;
@@ -206,7 +226,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     .setting("candidates", &candidates::candidates_setting(w))?
                     .setting("labels", &task.labels)?
                     .file(&candidates::selection_path(w))?
-                    .file(&w.splits_path())?)
+                    .file(&w.splits_path())?
+                    .file(&images_status(w))?)
             },
             || candidates::finetune_stage(w),
         )?;
@@ -279,6 +300,13 @@ fn import_fingerprint(w: &Workspace) -> anyhow::Result<Fingerprint> {
         fp = fp.digest(&format!("source{index}"), hash.sha256);
     }
     Ok(fp)
+}
+
+/// The download status the images stage writes (which cached copies the models see).
+fn images_status(w: &Workspace) -> PathBuf {
+    w.root
+        .join("data")
+        .join(verdict_media::cache::STATUS_FILE_NAME)
 }
 
 /// The predictions of every compared model on val, test and benchmark, by content.

@@ -177,7 +177,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 args.task.display()
             );
         }
-        let samples = read_manifest_strict(&path)?;
+        let mut samples = read_manifest_strict(&path)?;
+        super::candidates::localise_images(&workspace, &mut samples);
         let base = path.parent().unwrap_or(std::path::Path::new("."));
         let built = build_records(&workspace.task, &samples, base, config.answer_format)?;
         write_jsonl(&out.join("data").join(format!("{split}.jsonl")), &built)?;

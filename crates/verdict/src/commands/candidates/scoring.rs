@@ -65,7 +65,8 @@ pub fn qwen3_vl(
 ) -> anyhow::Result<Vec<PathBuf>> {
     let task = &workspace.task;
     let labels = labels_of(workspace);
-    let samples = workspace.current_samples()?;
+    let mut samples = workspace.current_samples()?;
+    super::localise_images(workspace, &mut samples);
     let base = workspace.root.join("data");
     let stage = progress::Stage::start(&format!("loading {}", dir.display()));
     let classifier = Classifier::load(dir, DType::F32, &Device::Cpu)
@@ -139,7 +140,8 @@ pub fn dual_encoder(
 ) -> anyhow::Result<Vec<PathBuf>> {
     let task = &workspace.task;
     let labels = labels_of(workspace);
-    let samples = workspace.current_samples()?;
+    let mut samples = workspace.current_samples()?;
+    super::localise_images(workspace, &mut samples);
     let embedder = Embedder::load(dir, &Device::Cpu, None)
         .with_context(|| format!("loading the dual encoder {}", dir.display()))?;
     let prompts: Vec<String> = task.labels.iter().map(label_prompt).collect();
