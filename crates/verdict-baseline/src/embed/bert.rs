@@ -6,7 +6,10 @@ use candle_core::{DType, Module, Tensor, D};
 use candle_nn::{
     embedding, layer_norm, linear, Embedding, LayerNorm, LayerNormConfig, Linear, VarBuilder,
 };
+use rayon::prelude::*;
 use serde::Deserialize;
+
+use super::ops::gelu_erf;
 
 /// The fields of a checkpoint's `config.json` that inference needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -40,9 +43,38 @@ fn default_position_embedding_type() -> String {
     "absolute".into()
 }
 
+/// A linear layer with its weight stored transposed, `(in, out)` row-major, so that the
+/// matrix product reads both operands in row-major order (the checkpoint's `(out, in)`
+/// weight would be a transposed view in every call).
+struct Dense {
+    weight_t: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Dense {
+    fn new(layer: &Linear) -> candle_core::Result<Self> {
+        Ok(Self {
+            weight_t: layer.weight().t()?.contiguous()?,
+            bias: layer.bias().cloned(),
+        })
+    }
+}
+
+impl Module for Dense {
+    /// # Shapes
+    /// `(tokens, in)` -> `(tokens, out)`.
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let ys = xs.matmul(&self.weight_t)?;
+        match &self.bias {
+            Some(bias) => ys.broadcast_add(bias),
+            None => Ok(ys),
+        }
+    }
+}
+
 /// A linear layer applied to `(batch, seq, in)` as one `(batch * seq, in)` matrix product:
 /// one large GEMM instead of a batched one with a broadcast weight.
-fn linear_tokens(layer: &Linear, xs: &Tensor) -> candle_core::Result<Tensor> {
+fn linear_tokens(layer: &Dense, xs: &Tensor) -> candle_core::Result<Tensor> {
     let (batch, seq, hidden) = xs.dims3()?;
     let ys = layer.forward(&xs.reshape((batch * seq, hidden))?)?;
     let out = ys.dim(1)?;
@@ -100,13 +132,13 @@ impl Embeddings {
 }
 
 struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attention_output: Linear,
+    /// `query`, `key` and `value` stacked into one `(3 hidden, hidden)` projection: one GEMM
+    /// instead of three.
+    qkv: Dense,
+    attention_output: Dense,
     attention_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
+    intermediate: Dense,
+    output: Dense,
     output_norm: LayerNorm,
     heads: usize,
     head_dim: usize,
@@ -117,18 +149,37 @@ impl Layer {
         let h = cfg.hidden_size;
         let attention = vb.pp("attention");
         let self_attention = attention.pp("self");
+        let parts = ["query", "key", "value"]
+            .iter()
+            .map(|name| linear(h, h, self_attention.pp(name)))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let weights: Vec<Tensor> = parts.iter().map(|l| l.weight().clone()).collect();
+        let biases = parts
+            .iter()
+            .map(|l| l.bias().cloned())
+            .collect::<Option<Vec<Tensor>>>();
+        let qkv = Dense::new(&Linear::new(
+            Tensor::cat(&weights, 0)?,
+            biases.map(|b| Tensor::cat(&b, 0)).transpose()?,
+        ))?;
         Ok(Self {
-            query: linear(h, h, self_attention.pp("query"))?,
-            key: linear(h, h, self_attention.pp("key"))?,
-            value: linear(h, h, self_attention.pp("value"))?,
-            attention_output: linear(h, h, attention.pp("output").pp("dense"))?,
+            qkv,
+            attention_output: Dense::new(&linear(h, h, attention.pp("output").pp("dense"))?)?,
             attention_norm: norm(
                 h,
                 cfg.layer_norm_eps,
                 attention.pp("output").pp("LayerNorm"),
             )?,
-            intermediate: linear(h, cfg.intermediate_size, vb.pp("intermediate").pp("dense"))?,
-            output: linear(cfg.intermediate_size, h, vb.pp("output").pp("dense"))?,
+            intermediate: Dense::new(&linear(
+                h,
+                cfg.intermediate_size,
+                vb.pp("intermediate").pp("dense"),
+            )?)?,
+            output: Dense::new(&linear(
+                cfg.intermediate_size,
+                h,
+                vb.pp("output").pp("dense"),
+            )?)?,
             output_norm: norm(h, cfg.layer_norm_eps, vb.pp("output").pp("LayerNorm"))?,
             heads: cfg.num_attention_heads,
             head_dim: h / cfg.num_attention_heads,
@@ -145,9 +196,10 @@ impl Layer {
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let q = split(linear_tokens(&self.query, xs)?)?;
-        let k = split(linear_tokens(&self.key, xs)?)?;
-        let v = split(linear_tokens(&self.value, xs)?)?;
+        let qkv = linear_tokens(&self.qkv, xs)?;
+        let q = split(qkv.narrow(2, 0, hidden)?)?;
+        let k = split(qkv.narrow(2, hidden, hidden)?)?;
+        let v = split(qkv.narrow(2, 2 * hidden, hidden)?)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask_bias)?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
@@ -159,9 +211,55 @@ impl Layer {
         let attended = self
             .attention_norm
             .forward(&(linear_tokens(&self.attention_output, &context)? + xs)?)?;
-        let inner = linear_tokens(&self.intermediate, &attended)?.gelu_erf()?;
+        let inner = gelu_erf(&linear_tokens(&self.intermediate, &attended)?)?;
         self.output_norm
             .forward(&(linear_tokens(&self.output, &inner)? + attended)?)
+    }
+
+    /// [`Self::forward`] for sequences packed one after another without padding: the
+    /// projections run on all tokens at once, attention runs per sequence, so no work is
+    /// spent on padding and no mask is needed.
+    ///
+    /// # Shapes
+    /// `xs`: `(tokens, hidden)` with `tokens = sum(lengths)` -> `(tokens, hidden)`.
+    fn forward_packed(&self, xs: &Tensor, lengths: &[usize]) -> candle_core::Result<Tensor> {
+        let hidden = xs.dim(1)?;
+        let qkv = self.qkv.forward(xs)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let mut offsets = Vec::with_capacity(lengths.len());
+        let mut offset = 0;
+        for &length in lengths {
+            offsets.push(offset);
+            offset += length;
+        }
+        let contexts = lengths
+            .par_iter()
+            .zip(&offsets)
+            .map(|(&length, &offset)| {
+                // (length, 3 hidden) -> (3, heads, length, head_dim)
+                let parts = qkv
+                    .narrow(0, offset, length)?
+                    .reshape((length, 3, self.heads, self.head_dim))?
+                    .permute((1, 2, 0, 3))?
+                    .contiguous()?;
+                let q = (parts.get(0)? * scale)?;
+                let k = parts.get(1)?;
+                let v = parts.get(2)?;
+                let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
+                probs
+                    .matmul(&v)?
+                    .transpose(0, 1)?
+                    .contiguous()?
+                    .reshape((length, hidden))
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let context = Tensor::cat(&contexts, 0)?;
+        let attended = self
+            .attention_norm
+            .forward(&(self.attention_output.forward(&context)? + xs)?)?;
+        let inner = gelu_erf(&self.intermediate.forward(&attended)?)?;
+        self.output_norm
+            .forward(&(self.output.forward(&inner)? + attended)?)
     }
 }
 
@@ -217,6 +315,32 @@ impl BertModel {
         let mut xs = self.embeddings.forward(input_ids, token_type_ids)?;
         for layer in &self.layers {
             xs = layer.forward(&xs, &mask_bias)?;
+        }
+        Ok(xs)
+    }
+
+    /// Token embeddings of the last layer for sequences packed without padding (each
+    /// sequence's positions start at 0); same values as [`Self::forward`] on the unpadded
+    /// tokens.
+    ///
+    /// # Shapes
+    /// `input_ids`, `token_type_ids`: `(tokens,)` u32, the sequences one after another;
+    /// `lengths`: tokens per sequence, summing to `tokens` -> `(tokens, hidden)` f32.
+    pub fn forward_packed(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: &Tensor,
+        lengths: &[usize],
+    ) -> candle_core::Result<Tensor> {
+        let positions: Vec<u32> = lengths.iter().flat_map(|&l| 0..l as u32).collect();
+        let positions = Tensor::from_vec(positions, input_ids.dims1()?, input_ids.device())?;
+        let e = &self.embeddings;
+        let xs = (e.word_embeddings.forward(input_ids)?
+            + e.position_embeddings.forward(&positions)?)?
+        .add(&e.token_type_embeddings.forward(token_type_ids)?)?;
+        let mut xs = e.layer_norm.forward(&xs)?;
+        for layer in &self.layers {
+            xs = layer.forward_packed(&xs, lengths)?;
         }
         Ok(xs)
     }

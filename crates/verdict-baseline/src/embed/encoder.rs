@@ -16,11 +16,16 @@ use rayon::prelude::*;
 use serde::Deserialize;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
-use super::bert::{l2_normalize, mean_pool, BertConfig, BertModel};
+use super::bert::{BertConfig, BertModel};
 use crate::error::{BaselineError, Result};
 
 /// Texts per forward pass (sentence-transformers' default `batch_size`).
 pub const DEFAULT_BATCH_SIZE: usize = 32;
+
+/// Most tokens per packed forward pass: large enough for efficient matrix products, small
+/// enough that the activations (`tokens x intermediate_size` f32, 24 MiB for MiniLM) are
+/// reused by the allocator rather than freshly mapped and zeroed by the kernel each time.
+const MAX_PACK_TOKENS: usize = 4096;
 
 #[derive(Deserialize)]
 struct ModuleEntry {
@@ -257,46 +262,87 @@ impl SentenceEncoder {
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].0.len()));
         let mut out = vec![0f32; texts.len() * self.dimension];
-        for batch in order.chunks(self.batch_size) {
-            let rows = self.encode_batch(batch.iter().map(|&i| &encoded[i]))?;
-            for (&i, row) in batch.iter().zip(rows.chunks(self.dimension)) {
+        let mut start = 0;
+        while start < order.len() {
+            // Up to `batch_size` texts and `MAX_PACK_TOKENS` tokens per forward pass.
+            let mut end = start;
+            let mut tokens = 0;
+            while end < order.len()
+                && end - start < self.batch_size
+                && (end == start || tokens + encoded[order[end]].0.len() <= MAX_PACK_TOKENS)
+            {
+                tokens += encoded[order[end]].0.len();
+                end += 1;
+            }
+            let pack = &order[start..end];
+            let rows = self.encode_pack(pack.iter().map(|&i| &encoded[i]))?;
+            for (&i, row) in pack.iter().zip(rows.chunks(self.dimension)) {
                 out[i * self.dimension..(i + 1) * self.dimension].copy_from_slice(row);
             }
+            start = end;
         }
         Ok(out)
     }
 
-    fn encode_batch<'a>(
+    /// Embeddings of a few tokenised texts run as one packed forward pass (no padding).
+    ///
+    /// # Shapes
+    /// Output: `pack.len() * dimension`, row-major.
+    fn encode_pack<'a>(
         &self,
-        batch: impl ExactSizeIterator<Item = &'a (Vec<u32>, Vec<u32>)> + Clone,
+        pack: impl Iterator<Item = &'a (Vec<u32>, Vec<u32>)>,
     ) -> Result<Vec<f32>> {
-        let size = batch.len();
-        let seq = batch
-            .clone()
-            .map(|(ids, _)| ids.len())
-            .max()
-            .unwrap_or(0)
-            .max(1);
-        let mut ids = vec![0u32; size * seq];
-        let mut types = vec![0u32; size * seq];
-        let mut mask = vec![0f32; size * seq];
-        for (b, (token_ids, type_ids)) in batch.enumerate() {
-            ids[b * seq..b * seq + token_ids.len()].copy_from_slice(token_ids);
-            types[b * seq..b * seq + type_ids.len()].copy_from_slice(type_ids);
-            mask[b * seq..b * seq + token_ids.len()].fill(1.0);
+        let mut ids = Vec::new();
+        let mut types = Vec::new();
+        let mut lengths = Vec::new();
+        for (token_ids, type_ids) in pack {
+            ids.extend_from_slice(token_ids);
+            types.extend_from_slice(type_ids);
+            lengths.push(token_ids.len());
         }
-        let ids = Tensor::from_vec(ids, (size, seq), &self.device)?;
-        let types = Tensor::from_vec(types, (size, seq), &self.device)?;
-        let mask = Tensor::from_vec(mask, (size, seq), &self.device)?;
-        let tokens = self.model.forward(&ids, &types, &mask)?;
-        let mut pooled = match self.pooling {
-            Pooling::Mean => mean_pool(&tokens, &mask)?,
-            Pooling::Cls => tokens.narrow(1, 0, 1)?.squeeze(1)?,
-        };
-        if self.normalize {
-            pooled = l2_normalize(&pooled)?;
+        let total = ids.len();
+        let ids = Tensor::from_vec(ids, total, &self.device)?;
+        let types = Tensor::from_vec(types, total, &self.device)?;
+        let tokens = self
+            .model
+            .forward_packed(&ids, &types, &lengths)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let h = self.dimension;
+        let mut out = vec![0f32; lengths.len() * h];
+        let mut offset = 0;
+        for (row, &length) in out.chunks_mut(h).zip(&lengths) {
+            let sequence = &tokens[offset * h..(offset + length) * h];
+            match self.pooling {
+                // sentence-transformers: sum(x * mask) / clamp(sum(mask), 1e-9).
+                Pooling::Mean => {
+                    let mut sums = vec![0f64; h];
+                    for token in sequence.chunks(h) {
+                        sums.iter_mut()
+                            .zip(token)
+                            .for_each(|(s, &v)| *s += f64::from(v));
+                    }
+                    let count = (length as f64).max(1e-9);
+                    row.iter_mut()
+                        .zip(&sums)
+                        .for_each(|(r, s)| *r = (s / count) as f32);
+                }
+                Pooling::Cls => row.copy_from_slice(&sequence[..h]),
+            }
+            if self.normalize {
+                // torch.nn.functional.normalize: x / max(||x||, 1e-12).
+                let norm = row
+                    .iter()
+                    .map(|&v| f64::from(v) * f64::from(v))
+                    .sum::<f64>()
+                    .sqrt()
+                    .max(1e-12);
+                row.iter_mut()
+                    .for_each(|v| *v = (f64::from(*v) / norm) as f32);
+            }
+            offset += length;
         }
-        Ok(pooled.flatten_all()?.to_vec1::<f32>()?)
+        Ok(out)
     }
 }
 

@@ -3,6 +3,8 @@
 
 mod bert;
 mod encoder;
+mod ops;
 
 pub use bert::{l2_normalize, mean_pool, BertConfig, BertModel};
 pub use encoder::{Pooling, SentenceEncoder, DEFAULT_BATCH_SIZE};
+pub use ops::{erf_f32, gelu_erf};

@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::lbfgs::{minimize, LbfgsOptions, LbfgsReport};
+use super::lbfgs::{minimize_preconditioned, LbfgsOptions, LbfgsReport};
 use super::objective::Objective;
 use crate::error::{BaselineError, Result};
 use crate::sparse::CsrMatrix;
@@ -20,7 +20,8 @@ pub enum ClassWeight {
     Balanced,
 }
 
-/// Settings of [`LogisticRegression`]; defaults are scikit-learn's except the tolerance.
+/// Settings of [`LogisticRegression`]; the defaults are scikit-learn's, stopping rule
+/// included.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LogisticConfig {
@@ -28,9 +29,12 @@ pub struct LogisticConfig {
     pub c: f64,
     pub fit_intercept: bool,
     pub class_weight: ClassWeight,
-    /// Largest gradient component at which the solver stops. scikit-learn's default `1e-4`
-    /// often stops short of the optimum; `1e-6` lands on it (probabilities agree to ~1e-6).
+    /// Largest gradient component at which the solver stops (scipy's `pgtol`, which
+    /// scikit-learn sets to `tol`; the relative-decrease rule `ftol = 64 eps` applies too).
+    /// scikit-learn's default `1e-4` may stop short of the optimum, as scikit-learn does;
+    /// `1e-6` (with a larger `max_iter`) lands on it (probabilities agree to ~1e-6).
     pub tol: f64,
+    /// Iteration limit (scikit-learn's `max_iter`, default 100); reaching it logs a warning.
     pub max_iter: usize,
 }
 
@@ -40,8 +44,8 @@ impl Default for LogisticConfig {
             c: 1.0,
             fit_intercept: true,
             class_weight: ClassWeight::None,
-            tol: 1e-6,
-            max_iter: 1000,
+            tol: 1e-4,
+            max_iter: 100,
         }
     }
 }
@@ -141,25 +145,28 @@ impl LogisticRegression {
             return Err(BaselineError::Data("sample weights sum to zero".into()));
         }
         let outputs = if classes.len() == 2 { 1 } else { classes.len() };
-        let objective = Objective {
+        let mut objective = Objective::new(
             x,
-            targets: &targets,
-            weights: &weights,
-            weight_sum,
+            &targets,
+            &weights,
             outputs,
-            fit_intercept: config.fit_intercept,
-            l2: 1.0 / (config.c * weight_sum),
-        };
+            config.fit_intercept,
+            1.0 / (config.c * weight_sum),
+        );
         let mut params = vec![0.0; objective.len()];
         let options = LbfgsOptions {
             max_iterations: config.max_iter,
             gtol: config.tol,
             ..LbfgsOptions::default()
         };
-        let report = minimize(
+        // Jacobi preconditioning: TF-IDF columns differ in curvature by orders of magnitude
+        // (frequent against rare terms); about half the iterations for the same tolerance.
+        let preconditioner = objective.inverse_hessian_diagonal();
+        let report = minimize_preconditioned(
             &mut params,
             |p, g| objective.value_and_gradient(p, g),
             &options,
+            Some(&preconditioner),
         );
         if !report.converged {
             tracing::warn!(

@@ -1,6 +1,12 @@
 //! The penalised logistic objective as scikit-learn's `LinearModelLoss` writes it:
 //! `sum_i s_i loss_i / S + ||W||^2 / (2 C S)` with `S = sum_i s_i`; the intercept is not
 //! penalised. Same minimiser as `C * sum_i s_i loss_i + ||W||^2 / 2`.
+//!
+//! One evaluation is one pass over the rows of the CSR matrix: per row, the class scores,
+//! the softmax (or sigmoid) and the row's gradient contribution, fused. Rows are split into a
+//! fixed set of blocks, each with its own gradient buffer allocated once per fit; the
+//! buffers are summed at the end. Feature values are kept as `f32` (half the memory traffic
+//! of the hot loop; TF-IDF values need no more digits) while every sum is `f64`.
 
 use std::ops::Range;
 
@@ -8,10 +14,12 @@ use rayon::prelude::*;
 
 use crate::sparse::CsrMatrix;
 
-/// Fewest rows per parallel work item.
-const MIN_ROW_CHUNK: usize = 256;
+/// Row blocks per thread: a few, so that a busy core does not hold up the others.
+const BLOCKS_PER_THREAD: usize = 4;
+/// Fewest rows per block.
+const MIN_BLOCK_ROWS: usize = 256;
 
-/// Data and settings of one fit.
+/// Data and settings of one fit, plus the buffers its evaluations reuse.
 ///
 /// # Shapes
 /// - `x`: `n x d`.
@@ -20,13 +28,78 @@ const MIN_ROW_CHUNK: usize = 256;
 /// - parameters: `d * k` coefficients, feature-major (`w[j * k + c]`), then `k` intercepts
 ///   when `fit_intercept`; `k = 1` for binary, `n_classes` for multinomial.
 pub struct Objective<'a> {
-    pub x: &'a CsrMatrix,
-    pub targets: &'a [u32],
-    pub weights: &'a [f64],
-    pub weight_sum: f64,
-    pub outputs: usize,
-    pub fit_intercept: bool,
-    pub l2: f64,
+    x: &'a CsrMatrix,
+    values: Vec<f32>,
+    targets: &'a [u32],
+    /// `s_i / S` per row.
+    scales: Vec<f64>,
+    outputs: usize,
+    fit_intercept: bool,
+    l2: f64,
+    blocks: Vec<Range<usize>>,
+    /// One gradient-sized buffer per block (`d * k + k` each).
+    scratch: Vec<f64>,
+}
+
+impl<'a> Objective<'a> {
+    /// Prepares an objective; `l2` is `1 / (C S)`.
+    pub fn new(
+        x: &'a CsrMatrix,
+        targets: &'a [u32],
+        weights: &[f64],
+        outputs: usize,
+        fit_intercept: bool,
+        l2: f64,
+    ) -> Self {
+        let n = x.n_rows;
+        let weight_sum: f64 = weights.iter().sum();
+        let threads = rayon::current_num_threads().max(1);
+        let block_rows = n.div_ceil(threads * BLOCKS_PER_THREAD).max(MIN_BLOCK_ROWS);
+        let blocks: Vec<Range<usize>> = (0..n.div_ceil(block_rows))
+            .map(|b| b * block_rows..((b + 1) * block_rows).min(n))
+            .collect();
+        let width = x.n_cols * outputs + outputs;
+        Self {
+            x,
+            values: x.data.par_iter().map(|&v| v as f32).collect(),
+            targets,
+            scales: weights.iter().map(|w| w / weight_sum).collect(),
+            outputs,
+            fit_intercept,
+            l2,
+            scratch: vec![0.0; blocks.len() * width],
+            blocks,
+        }
+    }
+
+    /// Inverse of the Hessian's diagonal at zero coefficients (each softmax output at
+    /// `1 / k`), for [`super::lbfgs::minimize_preconditioned`]: coefficient `(j, c)` gets
+    /// `1 / (v sum_i s_i x_ij^2 / S + l2)` with `v = p (1 - p)`, the intercepts `1 / v`.
+    pub fn inverse_hessian_diagonal(&self) -> Vec<f64> {
+        let k = self.outputs;
+        let d = self.x.n_cols;
+        let p = if k == 1 { 0.5 } else { 1.0 / k as f64 };
+        let v = p * (1.0 - p);
+        let mut column_squares = vec![0.0; d];
+        for (i, &scale) in self.scales.iter().enumerate() {
+            let range = self.x.indptr[i]..self.x.indptr[i + 1];
+            for (&j, &value) in self.x.indices[range.clone()]
+                .iter()
+                .zip(&self.values[range])
+            {
+                column_squares[j as usize] += scale * f64::from(value) * f64::from(value);
+            }
+        }
+        let mut out = Vec::with_capacity(self.len());
+        for squares in column_squares {
+            let h = v * squares + self.l2;
+            out.extend(std::iter::repeat_n(1.0 / h, k));
+        }
+        if self.fit_intercept {
+            out.extend(std::iter::repeat_n(1.0 / v, k));
+        }
+        out
+    }
 }
 
 impl Objective<'_> {
@@ -37,85 +110,93 @@ impl Objective<'_> {
 
     /// Value at `params`; writes the gradient into `gradient`.
     ///
-    /// One pass over the rows: each work item accumulates its rows' loss and gradient into
-    /// its own buffer (the coefficient-sized buffer stays in cache, unlike a second pass over
-    /// the transposed matrix that would read the residuals at random), then buffers are summed.
-    pub fn value_and_gradient(&self, params: &[f64], gradient: &mut [f64]) -> f64 {
+    /// Each block accumulates its rows' loss and gradient into its own buffer (the
+    /// coefficient-sized buffer stays in cache, unlike a second pass over the transposed
+    /// matrix that would read the residuals at random); the buffers are then summed.
+    pub fn value_and_gradient(&mut self, params: &[f64], gradient: &mut [f64]) -> f64 {
         let k = self.outputs;
         let d = self.x.n_cols;
-        let n = self.x.n_rows;
+        let width = d * k + k;
         let coefficients = &params[..d * k];
         let intercepts = self.fit_intercept.then(|| &params[d * k..]);
-        let threads = rayon::current_num_threads().max(1);
-        let chunk_rows = (n / (threads * 4)).clamp(MIN_ROW_CHUNK, n.max(MIN_ROW_CHUNK));
-        let n_chunks = n.div_ceil(chunk_rows);
-
-        let (loss, summed) = (0..n_chunks)
-            .into_par_iter()
-            .map(|chunk| {
-                let rows = chunk * chunk_rows..((chunk + 1) * chunk_rows).min(n);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let this = &*self;
+        let loss: f64 = scratch
+            .par_chunks_mut(width)
+            .zip(&this.blocks)
+            .map(|(buffer, rows)| {
+                buffer.fill(0.0);
+                let rows = rows.clone();
                 match k {
-                    3 => self.multinomial_rows::<3>(coefficients, intercepts, rows),
-                    4 => self.multinomial_rows::<4>(coefficients, intercepts, rows),
-                    5 => self.multinomial_rows::<5>(coefficients, intercepts, rows),
-                    6 => self.multinomial_rows::<6>(coefficients, intercepts, rows),
-                    7 => self.multinomial_rows::<7>(coefficients, intercepts, rows),
-                    8 => self.multinomial_rows::<8>(coefficients, intercepts, rows),
-                    _ => self.rows(coefficients, intercepts, rows),
+                    3 => this.multinomial_rows::<3>(coefficients, intercepts, rows, buffer),
+                    4 => this.multinomial_rows::<4>(coefficients, intercepts, rows, buffer),
+                    5 => this.multinomial_rows::<5>(coefficients, intercepts, rows, buffer),
+                    6 => this.multinomial_rows::<6>(coefficients, intercepts, rows, buffer),
+                    7 => this.multinomial_rows::<7>(coefficients, intercepts, rows, buffer),
+                    8 => this.multinomial_rows::<8>(coefficients, intercepts, rows, buffer),
+                    _ => this.rows(coefficients, intercepts, rows, buffer),
                 }
             })
-            .reduce(
-                || (0.0, vec![0.0; d * k + k]),
-                |(la, mut ga), (lb, gb)| {
-                    ga.iter_mut().zip(&gb).for_each(|(a, b)| *a += b);
-                    (la + lb, ga)
-                },
-            );
-        let (coefficient_gradient, intercept_gradient) = gradient.split_at_mut(d * k);
-        for ((g, s), w) in coefficient_gradient
-            .iter_mut()
-            .zip(&summed)
-            .zip(coefficients)
-        {
-            *g = s + self.l2 * w;
-        }
-        if self.fit_intercept {
-            intercept_gradient.copy_from_slice(&summed[d * k..]);
-        }
+            .sum();
+        // Sum the block buffers, a slice of parameters per task.
+        let blocks = this.blocks.len();
+        let summed = &scratch;
+        let l2 = this.l2;
+        let fit_intercept = this.fit_intercept;
+        gradient
+            .par_chunks_mut(4096)
+            .enumerate()
+            .for_each(|(part, out)| {
+                let start = part * 4096;
+                for (offset, g) in out.iter_mut().enumerate() {
+                    let p = start + offset;
+                    let mut total = 0.0;
+                    for b in 0..blocks {
+                        total += summed[b * width + p];
+                    }
+                    *g = if p < d * k {
+                        total + l2 * coefficients[p]
+                    } else if fit_intercept {
+                        total
+                    } else {
+                        0.0
+                    };
+                }
+            });
+        self.scratch = scratch;
         let penalty: f64 = coefficients.iter().map(|w| w * w).sum::<f64>() * 0.5 * self.l2;
         loss + penalty
     }
 
-    /// Loss and gradient sums over `rows`, any number of outputs.
+    /// Loss and gradient sums over `rows` into `g` (`d * k + k`), any number of outputs.
     fn rows(
         &self,
         coefficients: &[f64],
         intercepts: Option<&[f64]>,
         rows: Range<usize>,
-    ) -> (f64, Vec<f64>) {
+        g: &mut [f64],
+    ) -> f64 {
         let k = self.outputs;
         let d = self.x.n_cols;
-        let mut g = vec![0.0; d * k + k];
         let mut total = 0.0;
         let mut z = vec![0.0; k];
         let mut r = vec![0.0; k];
         for i in rows {
+            let scale = self.scales[i];
+            if scale == 0.0 {
+                continue;
+            }
             match intercepts {
                 Some(b) => z.copy_from_slice(b),
                 None => z.fill(0.0),
             }
-            let row = self.x.row(i);
-            if k == 1 {
-                z[0] += row.dot(coefficients);
-            } else {
-                for (&j, &v) in row.indices.iter().zip(row.data) {
-                    let w = &coefficients[j as usize * k..(j as usize + 1) * k];
-                    z.iter_mut().zip(w).for_each(|(zc, wc)| *zc += v * wc);
-                }
-            }
-            let scale = self.weights[i] / self.weight_sum;
-            if scale == 0.0 {
-                continue;
+            let range = self.x.indptr[i]..self.x.indptr[i + 1];
+            let indices = &self.x.indices[range.clone()];
+            let values = &self.values[range];
+            for (&j, &v) in indices.iter().zip(values) {
+                let w = &coefficients[j as usize * k..(j as usize + 1) * k];
+                let v = f64::from(v);
+                z.iter_mut().zip(w).for_each(|(zc, wc)| *zc += v * wc);
             }
             let target = self.targets[i] as usize;
             if k == 1 {
@@ -131,9 +212,6 @@ impl Objective<'_> {
                 };
                 total += scale * (softplus - y * zi);
                 r[0] = scale * (p - y);
-                for (&j, &v) in row.indices.iter().zip(row.data) {
-                    g[j as usize] += v * r[0];
-                }
             } else {
                 let max = z.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
                 let sum: f64 = z.iter().map(|&v| (v - max).exp()).sum();
@@ -143,14 +221,15 @@ impl Objective<'_> {
                     let p = (z[c] - log_sum).exp();
                     *rc = scale * (p - if c == target { 1.0 } else { 0.0 });
                 }
-                for (&j, &v) in row.indices.iter().zip(row.data) {
-                    let gj = &mut g[j as usize * k..(j as usize + 1) * k];
-                    gj.iter_mut().zip(&r).for_each(|(gc, rc)| *gc += v * rc);
-                }
+            }
+            for (&j, &v) in indices.iter().zip(values) {
+                let gj = &mut g[j as usize * k..(j as usize + 1) * k];
+                let v = f64::from(v);
+                gj.iter_mut().zip(&r).for_each(|(gc, rc)| *gc += v * rc);
             }
             g[d * k..].iter_mut().zip(&r).for_each(|(gc, rc)| *gc += rc);
         }
-        (total, g)
+        total
     }
 
     /// [`Self::rows`] for a multinomial model with `K` classes known at compile time, so the
@@ -160,25 +239,29 @@ impl Objective<'_> {
         coefficients: &[f64],
         intercepts: Option<&[f64]>,
         rows: Range<usize>,
-    ) -> (f64, Vec<f64>) {
+        g: &mut [f64],
+    ) -> f64 {
         let d = self.x.n_cols;
-        let mut g = vec![0.0; d * K + K];
         let mut total = 0.0;
         let zero = [0.0; K];
         let b: [f64; K] = intercepts.map_or(zero, |b| b.try_into().unwrap_or(zero));
+        let (g, g_intercept) = g.split_at_mut(d * K);
         for i in rows {
+            let scale = self.scales[i];
+            if scale == 0.0 {
+                continue;
+            }
+            let range = self.x.indptr[i]..self.x.indptr[i + 1];
+            let indices = &self.x.indices[range.clone()];
+            let values = &self.values[range];
             let mut z = b;
-            let row = self.x.row(i);
-            for (&j, &v) in row.indices.iter().zip(row.data) {
+            for (&j, &v) in indices.iter().zip(values) {
                 let start = j as usize * K;
                 let w: &[f64; K] = coefficients[start..start + K].try_into().unwrap_or(&zero);
+                let v = f64::from(v);
                 for c in 0..K {
                     z[c] += v * w[c];
                 }
-            }
-            let scale = self.weights[i] / self.weight_sum;
-            if scale == 0.0 {
-                continue;
             }
             let target = self.targets[i] as usize;
             let max = z.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
@@ -187,20 +270,22 @@ impl Objective<'_> {
             total += scale * (log_sum - z[target]);
             let mut r = [0.0; K];
             for c in 0..K {
-                r[c] = scale * ((z[c] - log_sum).exp() - if c == target { 1.0 } else { 0.0 });
+                r[c] = scale * (z[c] - log_sum).exp();
             }
-            for (&j, &v) in row.indices.iter().zip(row.data) {
+            r[target] -= scale;
+            for (&j, &v) in indices.iter().zip(values) {
                 let start = j as usize * K;
                 if let Ok(gj) = <&mut [f64; K]>::try_from(&mut g[start..start + K]) {
+                    let v = f64::from(v);
                     for c in 0..K {
                         gj[c] += v * r[c];
                     }
                 }
             }
             for c in 0..K {
-                g[d * K + c] += r[c];
+                g_intercept[c] += r[c];
             }
         }
-        (total, g)
+        total
     }
 }
