@@ -168,6 +168,8 @@ fn run() -> Result<(), String> {
         println!("| **mean** | | - | **{:.2}** | - |", ms(verdict_mean));
     }
 
+    breakdown(&meshes, &views, &settings, options.repeat.max(5))?;
+
     // Throughput: all files and views, 1 vs 2 threads.
     println!("\n| threads | views | wall s | views/s | speed-up |");
     println!("|---:|---:|---:|---:|---:|");
@@ -205,6 +207,85 @@ fn run() -> Result<(), String> {
         );
     }
     println!("\nImages: {}", options.out.display());
+    Ok(())
+}
+
+/// Where Verdict's time per view goes, one stage at a time on this thread: the best of
+/// `repeat` runs of each stage (the minimum is what a loaded machine distorts least),
+/// summed over files and divided by the number of views.
+fn breakdown(
+    meshes: &[(PathBuf, usize)],
+    views: &[ViewSpec],
+    settings: &RenderSettings,
+    repeat: usize,
+) -> Result<(), String> {
+    use verdict_render::{CpuRasterizer, PreparedMesh, Renderer, Shading, UpAxis};
+    fn best<T>(repeat: usize, mut work: impl FnMut() -> T) -> (Duration, T) {
+        let mut fastest = Duration::MAX;
+        let mut last = None;
+        for _ in 0..repeat {
+            let start = Instant::now();
+            let value = work();
+            fastest = fastest.min(start.elapsed());
+            last = Some(value);
+        }
+        (fastest, last.expect("repeat is at least 1"))
+    }
+    let crease = (settings.shading == Shading::Smooth).then_some(settings.crease_degrees);
+    let out = std::env::temp_dir().join("verdict-bench-render-breakdown");
+    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    let mut stages = [Duration::ZERO; 5];
+    let mut png_bytes = 0usize;
+    for (file, _) in meshes {
+        let (load, scene) = best(repeat, || load_file(file, &settings.limits));
+        let (scene, _) = scene.map_err(|e| e.to_string())?;
+        let mut part = scene.parts[0].clone();
+        for other in &scene.parts[1..] {
+            part.triangles.extend_from_slice(&other.triangles);
+        }
+        let (prepare, mesh) = best(repeat, || PreparedMesh::new(&part, UpAxis::Z, crease));
+        let mesh = mesh.map_err(|e| e.to_string())?;
+        stages[0] += load;
+        stages[1] += prepare;
+        for view in views {
+            let (render, image) = best(repeat, || CpuRasterizer.render(&mesh, view, settings));
+            let (encode, png) = best(repeat, || image.encode_png());
+            let png = png?;
+            png_bytes += png.len();
+            // A new file each time, as in a fresh render (replacing a file costs more on
+            // some file systems, which flush on rename-over).
+            let path = out.join("view.png");
+            let (write, written) = best(repeat, || {
+                let _ = std::fs::remove_file(&path);
+                verdict_render::stage::write_atomic(&path, &png)
+            });
+            written.map_err(|e| e.to_string())?;
+            stages[2] += render;
+            stages[3] += encode;
+            stages[4] += write;
+        }
+    }
+    let count = (meshes.len() * views.len()) as u32;
+    let names = [
+        "load (once per file)",
+        "prepare (once per file)",
+        "rasterise + resolve",
+        "PNG encode",
+        "write file",
+    ];
+    println!("\nVerdict, where the time per view goes (1 thread, best of {repeat} per stage):");
+    println!("| stage | ms/view |");
+    println!("|---|---:|");
+    let mut total = Duration::ZERO;
+    for (name, time) in names.iter().zip(stages) {
+        total += time / count;
+        println!("| {name} | {:.3} |", ms(time / count));
+    }
+    println!("| **sum** | **{:.3}** |", ms(total));
+    println!(
+        "Mean PNG size: {:.1} KiB",
+        png_bytes as f64 / count as f64 / 1024.0
+    );
     Ok(())
 }
 

@@ -1,0 +1,161 @@
+//! Lighting: a fixed key (upper left) and fill (right) light in camera space plus ambient,
+//! so every view is lit alike. Surfaces are two-sided (STL winding is often wrong): each
+//! face is lit from the side the camera sees.
+
+use crate::camera::{Camera, Projection};
+use crate::math::Vec3;
+use crate::prepare::PreparedMesh;
+use crate::settings::{RenderSettings, Shading};
+
+/// Per-view lighting. Intensity is computed at corners (smooth) or per face (flat) and
+/// interpolated across the triangle in screen space as a plane `a + b x + c y` (Gouraud
+/// shading), so a sample costs two multiply-adds instead of a normal normalisation.
+pub(super) struct Shader<'a> {
+    mesh: &'a PreparedMesh,
+    screen: &'a [[(f32, f32, f32); 3]],
+    /// Face normal turned towards the camera.
+    pub facing: Vec<Vec3>,
+    key: Vec3,
+    fill: Vec3,
+    base: [f32; 3],
+    smooth: bool,
+}
+
+impl<'a> Shader<'a> {
+    pub fn new(
+        mesh: &'a PreparedMesh,
+        camera: &Camera,
+        screen: &'a [[(f32, f32, f32); 3]],
+        settings: &RenderSettings,
+    ) -> Self {
+        let eye = camera.toward_camera * camera.eye_distance();
+        let perspective = matches!(settings.projection, Projection::Perspective { .. });
+        let facing = mesh
+            .triangles
+            .iter()
+            .zip(&mesh.face_normals)
+            .map(|(t, n)| {
+                let toward = if perspective {
+                    eye - (t[0] + t[1] + t[2]) * (1.0 / 3.0)
+                } else {
+                    camera.toward_camera
+                };
+                if n.dot(toward) < 0.0 {
+                    -*n
+                } else {
+                    *n
+                }
+            })
+            .collect();
+        let in_camera = |r: f32, u: f32, t: f32| {
+            (camera.right * r + camera.up * u + camera.toward_camera * t).normalized()
+        };
+        Self {
+            mesh,
+            screen,
+            facing,
+            key: in_camera(-0.45, 0.65, 0.6),
+            fill: in_camera(0.7, -0.25, 0.45),
+            base: settings.color.map(|c| c as f32),
+            smooth: settings.shading == Shading::Smooth && mesh.corner_normals.is_some(),
+        }
+    }
+
+    fn intensity(&self, n: Vec3) -> f32 {
+        0.28 + 0.62 * n.dot(self.key).max(0.0) + 0.22 * n.dot(self.fill).max(0.0)
+    }
+
+    #[inline(always)]
+    fn color(&self, intensity: f32) -> [u32; 3] {
+        self.base
+            .map(|c| (c * intensity + 0.5).clamp(0.0, 255.0) as u32)
+    }
+
+    /// Intensity plane of triangle `index`: `[a, b, c, low, high]` with the corner range
+    /// used to clamp (samples on edges must not extrapolate).
+    fn plane(&self, index: usize) -> [f32; 5] {
+        let facing = self.facing[index];
+        let flat = self.intensity(facing);
+        let corners = match (&self.mesh.corner_normals, self.smooth) {
+            (Some(normals), true) => normals[index],
+            _ => return [flat, 0.0, 0.0, flat, flat],
+        };
+        let level = corners.map(|n| self.intensity(if n.dot(facing) < 0.0 { -n } else { n }));
+        let [p0, p1, p2] = self.screen[index];
+        let area = (p1.0 - p0.0) * (p2.1 - p0.1) - (p1.1 - p0.1) * (p2.0 - p0.0);
+        if area.abs() < 1e-6 {
+            return [flat, 0.0, 0.0, flat, flat];
+        }
+        let (d1, d2) = (level[1] - level[0], level[2] - level[0]);
+        let b = (d1 * (p2.1 - p0.1) - d2 * (p1.1 - p0.1)) / area;
+        let c = (d2 * (p1.0 - p0.0) - d1 * (p2.0 - p0.0)) / area;
+        let a = level[0] - b * p0.0 - c * p0.1;
+        let low = level[0].min(level[1]).min(level[2]);
+        let high = level[0].max(level[1]).max(level[2]);
+        [a, b, c, low, high]
+    }
+}
+
+/// Lazily computed intensity planes of the triangles that turn out visible, with the last
+/// one looked up kept at hand (neighbouring pixels mostly show the same triangle).
+pub(super) struct Planes<'s, 'a> {
+    shader: &'s Shader<'a>,
+    cache: &'s mut Vec<[f32; 5]>,
+    last_id: u32,
+    last: [f32; 5],
+}
+
+impl<'s, 'a> Planes<'s, 'a> {
+    /// `cache` is scratch space (reused across views to save the allocation).
+    pub fn new(shader: &'s Shader<'a>, cache: &'s mut Vec<[f32; 5]>) -> Self {
+        cache.clear();
+        cache.resize(shader.facing.len(), [f32::NAN; 5]);
+        Self {
+            shader,
+            cache,
+            last_id: 0,
+            last: [0.0; 5],
+        }
+    }
+
+    /// Colour of triangle `id` (1-based) at sample position (x, y).
+    #[inline(always)]
+    pub fn shade(&mut self, id: u32, x: f32, y: f32) -> [u32; 3] {
+        if id != self.last_id {
+            self.look_up(id);
+        }
+        let plane = &self.last;
+        let intensity = (plane[0] + plane[1] * x + plane[2] * y).clamp(plane[3], plane[4]);
+        self.shader.color(intensity)
+    }
+
+    /// Colours of a run of pixels of triangle `id` along a row: pixel `j` at
+    /// (`x0 + j * step`, `y`), written as RGB into `out`. Same arithmetic as [`Self::shade`],
+    /// arranged so the compiler can vectorise it.
+    pub fn shade_run(&mut self, id: u32, x0: f32, step: f32, y: f32, out: &mut [u8]) {
+        if id != self.last_id {
+            self.look_up(id);
+        }
+        let plane = self.last;
+        let base = self.shader.base;
+        for (j, pixel) in out.chunks_exact_mut(3).enumerate() {
+            let x = x0 + j as f32 * step;
+            let intensity = (plane[0] + plane[1] * x + plane[2] * y).clamp(plane[3], plane[4]);
+            for (channel, c) in pixel.iter_mut().zip(base) {
+                *channel = (c * intensity + 0.5).clamp(0.0, 255.0) as u32 as u8;
+            }
+        }
+    }
+
+    #[inline(never)]
+    fn look_up(&mut self, id: u32) {
+        let index = id as usize - 1;
+        let mut plane = self.cache[index];
+        if plane[0].is_nan() {
+            plane = self.shader.plane(index);
+            self.cache[index] = plane;
+        }
+        self.last_id = id;
+        self.last = plane;
+    }
+}
