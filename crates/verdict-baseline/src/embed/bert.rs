@@ -9,7 +9,7 @@ use candle_nn::{
 use rayon::prelude::*;
 use serde::Deserialize;
 
-use super::ops::gelu_erf;
+use super::ops::{bias_gelu_erf, softmax_last_dim};
 
 /// The fields of a checkpoint's `config.json` that inference needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -57,6 +57,20 @@ impl Dense {
             weight_t: layer.weight().t()?.contiguous()?,
             bias: layer.bias().cloned(),
         })
+    }
+}
+
+impl Dense {
+    /// `gelu(xs W^T + b)` with the bias folded into the activation pass.
+    ///
+    /// # Shapes
+    /// `(tokens, in)` -> `(tokens, out)`.
+    fn forward_gelu(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let ys = xs.matmul(&self.weight_t)?;
+        match &self.bias {
+            Some(bias) => bias_gelu_erf(&ys, bias),
+            None => ys.gelu_erf(),
+        }
     }
 }
 
@@ -153,11 +167,22 @@ impl Layer {
             .iter()
             .map(|name| linear(h, h, self_attention.pp(name)))
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let weights: Vec<Tensor> = parts.iter().map(|l| l.weight().clone()).collect();
+        // The attention scale 1 / sqrt(head_dim) is folded into the query projection, so
+        // that no pass over the (heads, seq, seq) scores is spent on it.
+        let head_dim = h / cfg.num_attention_heads;
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        let factors = [scale, 1.0, 1.0];
+        let weights = parts
+            .iter()
+            .zip(factors)
+            .map(|(l, f)| l.weight() * f)
+            .collect::<candle_core::Result<Vec<Tensor>>>()?;
         let biases = parts
             .iter()
-            .map(|l| l.bias().cloned())
-            .collect::<Option<Vec<Tensor>>>();
+            .zip(factors)
+            .map(|(l, f)| l.bias().map(|b| b * f))
+            .collect::<Option<candle_core::Result<Vec<Tensor>>>>()
+            .transpose()?;
         let qkv = Dense::new(&Linear::new(
             Tensor::cat(&weights, 0)?,
             biases.map(|b| Tensor::cat(&b, 0)).transpose()?,
@@ -200,8 +225,7 @@ impl Layer {
         let q = split(qkv.narrow(2, 0, hidden)?)?;
         let k = split(qkv.narrow(2, hidden, hidden)?)?;
         let v = split(qkv.narrow(2, 2 * hidden, hidden)?)?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask_bias)?;
+        let scores = q.matmul(&k.t()?)?.broadcast_add(mask_bias)?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let context = probs
             .matmul(&v)?
@@ -211,7 +235,7 @@ impl Layer {
         let attended = self
             .attention_norm
             .forward(&(linear_tokens(&self.attention_output, &context)? + xs)?)?;
-        let inner = gelu_erf(&linear_tokens(&self.intermediate, &attended)?)?;
+        let inner = linear_tokens(&self.intermediate, &attended)?.gelu_erf()?;
         self.output_norm
             .forward(&(linear_tokens(&self.output, &inner)? + attended)?)
     }
@@ -225,7 +249,6 @@ impl Layer {
     fn forward_packed(&self, xs: &Tensor, lengths: &[usize]) -> candle_core::Result<Tensor> {
         let hidden = xs.dim(1)?;
         let qkv = self.qkv.forward(xs)?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
         let mut offsets = Vec::with_capacity(lengths.len());
         let mut offset = 0;
         for &length in lengths {
@@ -242,10 +265,11 @@ impl Layer {
                     .reshape((length, 3, self.heads, self.head_dim))?
                     .permute((1, 2, 0, 3))?
                     .contiguous()?;
-                let q = (parts.get(0)? * scale)?;
+                // The query projection is pre-scaled by 1 / sqrt(head_dim) (see `new`).
+                let q = parts.get(0)?;
                 let k = parts.get(1)?;
                 let v = parts.get(2)?;
-                let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
+                let probs = softmax_last_dim(&q.matmul(&k.t()?)?)?;
                 probs
                     .matmul(&v)?
                     .transpose(0, 1)?
@@ -257,7 +281,7 @@ impl Layer {
         let attended = self
             .attention_norm
             .forward(&(self.attention_output.forward(&context)? + xs)?)?;
-        let inner = gelu_erf(&self.intermediate.forward(&attended)?)?;
+        let inner = self.intermediate.forward_gelu(&attended)?;
         self.output_norm
             .forward(&(self.output.forward(&inner)? + attended)?)
     }

@@ -7,4 +7,4 @@ mod ops;
 
 pub use bert::{l2_normalize, mean_pool, BertConfig, BertModel};
 pub use encoder::{Pooling, SentenceEncoder, DEFAULT_BATCH_SIZE};
-pub use ops::{erf_f32, gelu_erf};
+pub use ops::{bias_gelu_erf, erf_f32, exp_f32, softmax_last_dim};
