@@ -97,6 +97,19 @@ pub fn scaled_dot_product_attention(
     let k = repeat_kv(k, n_rep)?;
     let v = repeat_kv(v, n_rep)?;
     let dtype = q.dtype();
+    let half = matches!(dtype, DType::BF16 | DType::F16);
+    if half && q.device().is_cuda() && !q.track_op() && !k.track_op() && !v.track_op() {
+        // GPU inference in half precision: candle's fused softmax reads the half-precision
+        // scores and accumulates in f32, so the two f32 casts of the score tensor (the
+        // largest activations of a forward) go away, as in fused attention kernels.
+        let scores = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? * scale)?;
+        let scores = match mask {
+            Some(mask) => scores.broadcast_add(&mask.to_dtype(dtype)?)?,
+            None => scores,
+        };
+        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
+        return Ok(weights.matmul(&v.contiguous()?)?);
+    }
     let scores = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? * scale)?;
     let scores = scores.to_dtype(DType::F32)?;
     let scores = match mask {

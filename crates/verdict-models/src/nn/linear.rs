@@ -76,9 +76,16 @@ impl Linear {
 
 impl LinearLayer for Linear {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        // candle_nn::Linear handles batched inputs with a broadcast matmul and has a backward.
+        // candle_nn::Linear has a backward and folds a contiguous (b, s, in) input into one
+        // 2-D product; a strided input (e.g. the last position of each sequence) would instead
+        // take its broadcast path, which copies the weight once per batch row: for a language
+        // model head that copy cost more than the whole rest of the forward on a GPU.
         let layer = candle_nn::Linear::new(self.weight.clone(), self.bias.clone());
-        Ok(layer.forward(xs)?)
+        if xs.is_contiguous() {
+            Ok(layer.forward(xs)?)
+        } else {
+            Ok(layer.forward(&xs.contiguous()?)?)
+        }
     }
 }
 
