@@ -265,6 +265,21 @@ fn breakdown(
             stages[4] += write;
         }
     }
+    // The whole of `render_sample` (adds hashing the input, folders, the sidecar), best
+    // of `repeat` per file, for comparison with the sum of the stages.
+    let mut whole = Duration::ZERO;
+    for (file, _) in meshes {
+        let sample = out.join("sample");
+        let mut fastest = Duration::MAX;
+        for _ in 0..repeat {
+            let _ = std::fs::remove_dir_all(&sample);
+            let start = Instant::now();
+            render_sample(std::slice::from_ref(file), views, settings, &sample)
+                .map_err(|e| e.to_string())?;
+            fastest = fastest.min(start.elapsed());
+        }
+        whole += fastest;
+    }
     let count = (meshes.len() * views.len()) as u32;
     let names = [
         "load (once per file)",
@@ -282,6 +297,10 @@ fn breakdown(
         println!("| {name} | {:.3} |", ms(time / count));
     }
     println!("| **sum** | **{:.3}** |", ms(total));
+    println!(
+        "| whole `render_sample` (best of {repeat}, per view) | {:.3} |",
+        ms(whole / count)
+    );
     println!(
         "Mean PNG size: {:.1} KiB",
         png_bytes as f64 / count as f64 / 1024.0

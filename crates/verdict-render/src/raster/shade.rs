@@ -130,8 +130,8 @@ impl<'s, 'a> Planes<'s, 'a> {
     }
 
     /// Colours of a run of pixels of triangle `id` along a row: pixel `j` at
-    /// (`x0 + j * step`, `y`), written as RGB into `out`. Same arithmetic as [`Self::shade`],
-    /// arranged so the compiler can vectorise it.
+    /// (`x0 + j * step`, `y`), written as RGB into `out`. Same arithmetic as [`Self::shade`]
+    /// with the plane looked up once per run.
     pub fn shade_run(&mut self, id: u32, x0: f32, step: f32, y: f32, out: &mut [u8]) {
         if id != self.last_id {
             self.look_up(id);
@@ -139,6 +139,7 @@ impl<'s, 'a> Planes<'s, 'a> {
         let plane = self.last;
         let base = self.shader.base;
         for (j, pixel) in out.chunks_exact_mut(3).enumerate() {
+            // Whole and half numbers: exact, so equal to the centre `shade` is given.
             let x = x0 + j as f32 * step;
             let intensity = (plane[0] + plane[1] * x + plane[2] * y).clamp(plane[3], plane[4]);
             for (channel, c) in pixel.iter_mut().zip(base) {
