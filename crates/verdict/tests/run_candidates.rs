@@ -150,7 +150,7 @@ fn candidates_are_compared_chosen_fine_tuned_and_cached() {
     assert_eq!(selection["samples"], 6);
     let rows = selection["rows"].as_array().unwrap();
     let runs: Vec<&str> = rows.iter().map(|r| r[0].as_str().unwrap()).collect();
-    assert_eq!(runs, ["tiny-qwen", "tiny-clip"]);
+    assert_eq!(runs, ["tiny-qwen", "tiny-clip", "tiny-clip-head"]);
     let best = rows
         .iter()
         .map(|r| r[3].as_f64().unwrap())
@@ -183,7 +183,11 @@ fn candidates_are_compared_chosen_fine_tuned_and_cached() {
             .filter(|r| r[1] == split)
             .map(|r| r[0].as_str().unwrap())
             .collect();
-        assert_eq!(models, ["tiny-qwen", "tiny-clip", "finetuned"], "{split}");
+        assert_eq!(
+            models,
+            ["tiny-qwen", "tiny-clip", "tiny-clip-head", "finetuned"],
+            "{split}"
+        );
     }
 
     // Nothing changed: nothing runs.

@@ -2,6 +2,8 @@
 //! the sealed benchmark, the best one chosen by benchmark macro-F1, and the chosen one
 //! fine-tuned with LoRA when the task asks for it.
 //!
+//! A Qwen3-VL candidate answers zero-shot; a CLIP/SigLIP candidate gives two runs, zero-shot by
+//! label prompts (`<name>`) and a linear head on its frozen image embeddings (`<name>-head`).
 //! Candidates come from the task's `[[candidates]]` (see `verdict_core::candidates`); a task
 //! with image or mesh inputs and none listed gets the OpenNSFW default. Outputs, under the
 //! task's workdir:
@@ -80,7 +82,11 @@ fn candidate_runs(workspace: &Workspace) -> Vec<String> {
                 runs.push(image_stage::ZERO_SHOT.to_string());
                 runs.push(image_stage::HEAD.to_string());
             }
-            _ => runs.push(candidate.name.clone()),
+            CandidateKind::Clip | CandidateKind::Siglip => {
+                runs.push(candidate.name.clone());
+                runs.push(scoring::head_run(&candidate.name));
+            }
+            CandidateKind::Qwen3Vl => runs.push(candidate.name.clone()),
         }
     }
     runs
@@ -341,37 +347,36 @@ pub fn finetune_stage(workspace: &Workspace) -> anyhow::Result<Vec<PathBuf>> {
     if out.exists() {
         std::fs::remove_dir_all(&out).with_context(|| format!("clearing {}", out.display()))?;
     }
-    let args = super::train::Args {
-        task: workspace.task_path.clone(),
-        base: base.clone(),
-        out: Some(out.clone()),
-        resume: false,
-        config: None,
-        epochs: Some(spec.epochs),
-        lr: Some(spec.lr),
-        rank: Some(spec.rank),
-        alpha: Some(2.0 * spec.rank as f64),
-        dropout: None,
-        rslora: false,
-        no_vision: false,
-        no_language: false,
-        no_attention: false,
-        no_mlp: false,
-        micro_batch: None,
-        grad_accumulation: None,
-        validate_every: None,
-        checkpoint_every: None,
-        patience: None,
-        max_rows: spec.max_rows,
-        seed: Some(workspace.task.seed),
-        label_objective: false,
-        json_answer: false,
-        cuda: false,
-        merge: true,
-        data: super::data::DataDir {
-            data_dir: Some(workspace.data_dir.clone()),
-        },
-    };
+    // Through the command's own argument parser, so the run gets exactly the defaults
+    // `verdict train` documents.
+    #[derive(clap::Parser)]
+    struct TrainCli {
+        #[command(flatten)]
+        args: super::train::Args,
+    }
+    let mut argv: Vec<std::ffi::OsString> = vec!["train".into()];
+    argv.push(workspace.task_path.clone().into());
+    for (flag, value) in [
+        ("--base", base.clone().into_os_string()),
+        ("--out", out.clone().into_os_string()),
+        ("--epochs", spec.epochs.to_string().into()),
+        ("--lr", spec.lr.to_string().into()),
+        ("--rank", spec.rank.to_string().into()),
+        ("--alpha", (2 * spec.rank).to_string().into()),
+        ("--seed", workspace.task.seed.to_string().into()),
+        ("--data-dir", workspace.data_dir.clone().into_os_string()),
+    ] {
+        argv.push(flag.into());
+        argv.push(value);
+    }
+    if let Some(rows) = spec.max_rows {
+        argv.push("--max-rows".into());
+        argv.push(rows.to_string().into());
+    }
+    argv.push("--merge".into());
+    let args = <TrainCli as clap::Parser>::try_parse_from(argv)
+        .context("building the fine-tuning settings")?
+        .args;
     eprintln!("  fine-tuning `{}` ({})", target.name, base.display());
     super::train::run(args).context("fine-tuning")?;
     let merged = out.join("merged");

@@ -131,8 +131,24 @@ fn label_prompt(label: &verdict_core::task::LabelDef) -> String {
     }
 }
 
-/// Scores val, test and benchmark zero-shot with the CLIP/SigLIP checkpoint in `dir`; a
-/// sample's first local image (its contact sheet when rendered) is what the encoder sees.
+/// A sample's image as the dual encoder sees it: its first local image (the contact sheet
+/// when rendered), if the file exists.
+fn encoder_image(sample: &Sample, base: &Path) -> Option<PathBuf> {
+    verdict_onnx::views::representative_images(&sample.images)
+        .first()
+        .map(|p| Sample::resolve(base, &p.to_string_lossy()))
+        .filter(|p| p.is_file())
+}
+
+/// Run name of a dual-encoder candidate's trained head.
+pub fn head_run(candidate: &str) -> String {
+    format!("{candidate}-head")
+}
+
+/// Scores val, test and benchmark with the CLIP/SigLIP checkpoint in `dir` twice: zero-shot by
+/// label prompts (run `<name>`), and with a linear head trained on the frozen image embeddings
+/// of the train split (run `<name>-head`; skipped when train has no images of two labels).
+/// Samples without an image get uniform probabilities, marked `image = missing`.
 pub fn dual_encoder(
     workspace: &Workspace,
     candidate: &CandidateSpec,
@@ -142,38 +158,82 @@ pub fn dual_encoder(
     let labels = labels_of(workspace);
     let mut samples = workspace.current_samples()?;
     super::localise_images(workspace, &mut samples);
-    let embedder = Embedder::load(dir, &Device::Cpu, None)
-        .with_context(|| format!("loading the dual encoder {}", dir.display()))?;
+    let base = workspace.root.join("data");
+    let load = || {
+        Embedder::load(dir, &Device::Cpu, None)
+            .with_context(|| format!("loading the dual encoder {}", dir.display()))
+    };
     let prompts: Vec<String> = task.labels.iter().map(label_prompt).collect();
     let templates: Vec<String> = TEMPLATES.iter().map(|t| t.to_string()).collect();
     // One label per sample: softmax over the label logits, for SigLIP too (its bias was
     // trained for independent sigmoids, but the softmax still ranks the labels).
-    let classifier = DualEncoderClassifier::zero_shot(
-        embedder,
-        &labels,
-        &prompts,
-        &templates,
-        Scoring::Softmax,
+    let zero_shot =
+        DualEncoderClassifier::zero_shot(load()?, &labels, &prompts, &templates, Scoring::Softmax)?;
+    let mut written = score_dual(workspace, candidate, &zero_shot, &candidate.name, &samples)?;
+
+    let head_name = head_run(&candidate.name);
+    for split in PREDICTED {
+        let _ = std::fs::remove_file(predictions_path(workspace, &head_name, split));
+    }
+    let mut images = Vec::new();
+    let mut targets = Vec::new();
+    for sample in samples.iter().filter(|s| s.split == Some(Split::Train)) {
+        let label = sample.label.as_ref().and_then(|l| l.as_single());
+        let index = label.and_then(|l| labels.iter().position(|x| x == l));
+        if let (Some(index), Some(path)) = (index, encoder_image(sample, &base)) {
+            images.push(
+                verdict_encoders::preprocess::load_image(&path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            );
+            targets.push(index as u32);
+        }
+    }
+    let distinct: std::collections::BTreeSet<u32> = targets.iter().copied().collect();
+    if distinct.len() < 2 {
+        eprintln!("  {head_name}: skipped, train needs images of at least two labels");
+        return Ok(written);
+    }
+    let stage = progress::Stage::start(&format!(
+        "{head_name}: training a linear head on {} train images",
+        images.len()
+    ));
+    let head = DualEncoderClassifier::fit_head(
+        load()?,
+        labels.clone(),
+        &images,
+        &verdict_encoders::head::HeadTargets::SingleLabel(targets),
+        &verdict_encoders::head::HeadConfig::default(),
     )?;
+    stage.done(&format!("{head_name}: head trained"));
+    written.extend(score_dual(
+        workspace, candidate, &head, &head_name, &samples,
+    )?);
+    Ok(written)
+}
+
+/// Writes `run`'s predictions of `classifier` on val, test and benchmark.
+fn score_dual(
+    workspace: &Workspace,
+    candidate: &CandidateSpec,
+    classifier: &DualEncoderClassifier,
+    run: &str,
+    samples: &[Sample],
+) -> anyhow::Result<Vec<PathBuf>> {
+    let task = &workspace.task;
+    let labels = classifier.labels().to_vec();
     let base = workspace.root.join("data");
     let mut written = Vec::new();
     for split in PREDICTED {
-        let _ = std::fs::remove_file(predictions_path(workspace, &candidate.name, split));
-        let members = members(&samples, split, candidate.max_samples);
+        let _ = std::fs::remove_file(predictions_path(workspace, run, split));
+        let members = members(samples, split, candidate.max_samples);
         if members.is_empty() {
             continue;
         }
-        let bar = progress::bar(
-            members.len() as u64,
-            &format!("{} on {}", candidate.name, split.name()),
-        );
+        let bar = progress::bar(members.len() as u64, &format!("{run} on {}", split.name()));
         let uniform = vec![1.0 / labels.len() as f32; labels.len()];
         let mut rows = Vec::with_capacity(members.len());
         for sample in members {
-            let image = verdict_onnx::views::representative_images(&sample.images)
-                .first()
-                .map(|p| Sample::resolve(&base, &p.to_string_lossy()))
-                .filter(|p| p.is_file());
+            let image = encoder_image(sample, &base);
             let probabilities = match &image {
                 Some(path) => classifier
                     .predict_proba_paths(std::slice::from_ref(path))
@@ -186,7 +246,7 @@ pub fn dual_encoder(
                 sample,
                 &labels,
                 &probabilities,
-                &candidate.name,
+                run,
                 task,
                 split,
                 image.as_deref(),
@@ -194,7 +254,7 @@ pub fn dual_encoder(
             bar.inc(1);
         }
         bar.finish_and_clear();
-        written.push(write(workspace, &candidate.name, split, &rows, &labels)?);
+        written.push(write(workspace, run, split, &rows, &labels)?);
     }
     Ok(written)
 }
