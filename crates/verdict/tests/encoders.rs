@@ -151,3 +151,82 @@ fn search_refuses_a_vector_file_of_another_model() {
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
     assert!(stderr.contains("dimensions"), "{stderr}");
 }
+
+/// With `verdict media shards` run, `verdict encoders train TASK` reads its pairs from the
+/// WebDataset shards instead of the manifest.
+#[test]
+fn task_training_reads_webdataset_shards_when_present() {
+    let dir = tempfile::tempdir().unwrap();
+    for (label, rgb) in [("red", [220u8, 30, 30]), ("blue", [40, 50, 230])] {
+        let folder = dir.path().join("images").join(label);
+        std::fs::create_dir_all(&folder).unwrap();
+        for i in 0..6u32 {
+            let mut image = RgbImage::from_pixel(40, 40, Rgb([90, 90, 90]));
+            for y in 6 + i..34 {
+                for x in 6..34 - i {
+                    image.put_pixel(x, y, Rgb(rgb));
+                }
+            }
+            image.save(folder.join(format!("{label}-{i}.png"))).unwrap();
+        }
+    }
+    let task = dir.path().join("task.toml");
+    std::fs::write(
+        &task,
+        r#"name = "colours"
+kind = "single_label"
+inputs = ["image"]
+labels = [{ name = "red" }, { name = "blue" }]
+candidates = []
+
+[[sources]]
+kind = "folder_tree"
+path = "images"
+extensions = ["png"]
+
+[split]
+train = 0.5
+val = 0.5
+test = 0.0
+"#,
+    )
+    .unwrap();
+    let store = dir.path().join("store");
+    verdict()
+        .arg("run")
+        .arg(&task)
+        .args(["--until", "split", "--data-dir"])
+        .arg(&store)
+        .assert()
+        .success();
+    verdict()
+        .args(["media", "shards"])
+        .arg(&task)
+        .arg("--data-dir")
+        .arg(&store)
+        .assert()
+        .success();
+    let out = dir.path().join("encoders");
+    let assert = verdict()
+        .args(["encoders", "train"])
+        .arg(&task)
+        .arg("--model")
+        .arg(clip())
+        .args(["--scenario", "linear_probe", "--epochs", "1", "--out"])
+        .arg(&out)
+        .arg("--data-dir")
+        .arg(&store)
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    assert!(
+        stderr.contains("train: reading pairs from the WebDataset shards")
+            && stderr.contains("val: reading pairs from the WebDataset shards"),
+        "{stderr}"
+    );
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("linear_probe/report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["scenario"], "linear_probe");
+}

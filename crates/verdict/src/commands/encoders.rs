@@ -37,7 +37,9 @@ pub enum ScenarioArg {
 #[derive(clap::Subcommand, Debug)]
 pub enum EncodersCommand {
     /// Train and evaluate a scenario on the task's train / val splits (captions: the sample
-    /// text, else "a photo of a <label>"). Writes epoch checkpoints and report.json per scenario.
+    /// text, else "a photo of a <label>"), read from the WebDataset shards in
+    /// `<workdir>/shards/<split>` when `verdict media shards` wrote them, else from the
+    /// manifest. Writes epoch checkpoints and report.json per scenario.
     Train {
         /// Task file; its train and val splits must exist (`verdict data split`). Omit with
         /// --synthetic.
@@ -83,45 +85,108 @@ pub enum EncodersCommand {
     },
 }
 
-fn examples_from_split(path: &Path, labels: &[String]) -> anyhow::Result<Vec<PairExample>> {
-    let samples: Vec<Sample> = read_manifest_strict(path)?;
+/// One labelled image-caption pair, or `None` for a sample without a single label.
+fn pair(
+    sample: &Sample,
+    image: ImageSource,
+    labels: &[String],
+    origin: &Path,
+) -> anyhow::Result<Option<PairExample>> {
+    let Some(label) = sample.label.as_ref().and_then(|l| l.as_single()) else {
+        return Ok(None);
+    };
+    if !labels.iter().any(|l| l == label) {
+        bail!(
+            "{}: sample {} has label {label:?} outside the task",
+            origin.display(),
+            sample.sample_id
+        );
+    }
+    Ok(Some(PairExample {
+        id: sample.sample_id.clone(),
+        image,
+        caption: sample
+            .text
+            .clone()
+            .unwrap_or_else(|| format!("a photo of a {}", label.replace('_', " "))),
+        label: Some(label.to_string()),
+    }))
+}
+
+/// Pairs of a split's manifest; image URLs are read from the run's image cache (`verdict run`
+/// or `verdict media fetch` fills it), samples without a usable image are left out.
+fn examples_from_split(
+    workspace: &Workspace,
+    path: &Path,
+    labels: &[String],
+) -> anyhow::Result<Vec<PairExample>> {
+    let mut samples: Vec<Sample> = read_manifest_strict(path)?;
+    super::candidates::localise_images(workspace, &mut samples);
     let base = path.parent().unwrap_or(Path::new("."));
     let mut out = Vec::new();
-    for sample in samples {
-        let (Some(reference), Some(label)) = (
-            sample.images.first(),
-            sample.label.as_ref().and_then(|l| l.as_single()),
-        ) else {
+    for sample in &samples {
+        let Some(reference) = sample.images.first().filter(|r| !is_url(r)) else {
             continue;
         };
-        if is_url(reference) {
-            bail!(
-                "{}: sample {} has a URL image; cache it first",
-                path.display(),
-                sample.sample_id
-            );
-        }
-        if !labels.iter().any(|l| l == label) {
-            bail!(
-                "{}: sample {} has label {label:?} outside the task",
-                path.display(),
-                sample.sample_id
-            );
-        }
-        out.push(PairExample {
-            id: sample.sample_id.clone(),
-            image: ImageSource::Path(Sample::resolve(base, reference)),
-            caption: sample
-                .text
-                .clone()
-                .unwrap_or_else(|| format!("a photo of a {}", label.replace('_', " "))),
-            label: Some(label.to_string()),
-        });
+        let image = ImageSource::Path(Sample::resolve(base, reference));
+        out.extend(pair(sample, image, labels, path)?);
     }
     if out.is_empty() {
         bail!("{}: no labelled image samples", path.display());
     }
     Ok(out)
+}
+
+/// Pairs read from a split's WebDataset shards (`verdict media shards`): the image member
+/// (`jpg`/`png`), the sample record (`json`) for the label and the text (`txt`) as caption.
+fn examples_from_shards(dir: &Path, labels: &[String]) -> anyhow::Result<Vec<PairExample>> {
+    let shards = verdict_media::shards::list_shards(dir)?;
+    let mut out = Vec::new();
+    for item in verdict_media::shards::ShardReader::new(shards).iter() {
+        let item = item.with_context(|| format!("reading shards in {}", dir.display()))?;
+        let Some(record) = item.member("json") else {
+            continue;
+        };
+        // The shard writer adds `image_present` to the sample record.
+        let mut value: serde_json::Value = serde_json::from_slice(record).with_context(|| {
+            format!("{}: sample `{}`: its json member", dir.display(), item.key)
+        })?;
+        if let Some(object) = value.as_object_mut() {
+            object.remove("image_present");
+        }
+        let sample: Sample = serde_json::from_value(value).with_context(|| {
+            format!("{}: sample `{}`: its json member", dir.display(), item.key)
+        })?;
+        let Some(bytes) = item.member("jpg").or_else(|| item.member("png")) else {
+            continue;
+        };
+        let image = image::load_from_memory(bytes)
+            .with_context(|| format!("{}: sample `{}`: its image", dir.display(), item.key))?
+            .to_rgb8();
+        out.extend(pair(&sample, ImageSource::Pixels(image), labels, dir)?);
+    }
+    if out.is_empty() {
+        bail!("{}: no labelled image samples in the shards", dir.display());
+    }
+    Ok(out)
+}
+
+/// A split's pairs: from `<workdir>/shards/<split>` when shards were written, else from the
+/// split's manifest.
+fn examples_for(
+    workspace: &Workspace,
+    split: &str,
+    labels: &[String],
+) -> anyhow::Result<Vec<PairExample>> {
+    let shards = workspace.root.join("shards").join(split);
+    if shards.is_dir() {
+        eprintln!(
+            "{split}: reading pairs from the WebDataset shards in {}",
+            shards.display()
+        );
+        return examples_from_shards(&shards, labels);
+    }
+    examples_from_split(workspace, &workspace.split_path(split), labels)
 }
 
 fn print_table(reports: &[ScenarioReport]) {
@@ -240,8 +305,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .clone()
                 .unwrap_or_else(|| workspace.root.join("encoders"));
             (
-                examples_from_split(&train_path, &labels)?,
-                examples_from_split(&val_path, &labels)?,
+                examples_for(&workspace, "train", &labels)?,
+                examples_for(&workspace, "val", &labels)?,
                 labels,
                 out,
             )
