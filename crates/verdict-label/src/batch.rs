@@ -31,9 +31,7 @@ impl Job {
             for index in 0..self.state.files.len() {
                 match self.state.files[index].status {
                     Status::Prepared if !cancelling => self.dispatch(&client, index).await?,
-                    Status::Dispatched | Status::InProgress => {
-                        self.poll(&client, index).await?
-                    }
+                    Status::Dispatched | Status::InProgress => self.poll(&client, index).await?,
                     status if status.is_remote_terminal() => {
                         self.finalize_file(&client, index).await?
                     }
@@ -50,7 +48,7 @@ impl Job {
                 continue;
             }
             if cancelling {
-                self.finish()?;
+                self.write_table()?;
                 return Err(LabelError::Cancelled(self.state.name.clone()));
             }
             if self
@@ -124,17 +122,13 @@ impl Job {
         }
         let file_id = self.state.files[index].file_id.clone().unwrap_or_default();
         let metadata = json!({"verdict_job": self.state.job_id, "verdict_file": name});
-        let existing = client
-            .list_batches(5)
-            .await?
-            .into_iter()
-            .find(|b| {
-                b.input_file_id.as_deref() == Some(file_id.as_str())
-                    && b.metadata.as_ref().is_some_and(|m| {
-                        m.get("verdict_job") == Some(&metadata["verdict_job"])
-                            && m.get("verdict_file") == Some(&metadata["verdict_file"])
-                    })
-            });
+        let existing = client.list_batches(5).await?.into_iter().find(|b| {
+            b.input_file_id.as_deref() == Some(file_id.as_str())
+                && b.metadata.as_ref().is_some_and(|m| {
+                    m.get("verdict_job") == Some(&metadata["verdict_job"])
+                        && m.get("verdict_file") == Some(&metadata["verdict_file"])
+                })
+        });
         let batch = match existing {
             Some(batch) => batch,
             None => {
@@ -159,7 +153,25 @@ impl Job {
                 self.state.files[index].name
             )));
         };
-        let batch = client.batch(&batch_id).await?;
+        let batch = match client.batch(&batch_id).await {
+            Ok(batch) => batch,
+            // The endpoint lost the batch (e.g. restarted without its batch folder): its
+            // tries count as failed and are sent again.
+            Err(LabelError::Http { status: 404, .. }) => {
+                tracing::warn!(
+                    "batch {batch_id} is gone from the endpoint; re-sending its requests"
+                );
+                let file = &mut self.state.files[index];
+                file.status = Status::Failed;
+                file.remote_status = Some("lost".into());
+                file.output_file_id = None;
+                file.error_file_id = None;
+                file.updated_at = now();
+                self.state.status = self.state.derived_status();
+                return self.save();
+            }
+            Err(other) => return Err(other),
+        };
         let status = Status::from_remote(&batch.status).ok_or_else(|| {
             LabelError::Protocol(format!(
                 "batch {batch_id} has the unknown status {:?}",
@@ -193,17 +205,25 @@ impl Job {
         let results = self.paths.results();
         std::fs::create_dir_all(&results).map_err(|e| LabelError::io(&results, e))?;
         let stem = file.name.trim_end_matches(".jsonl").to_string();
-        for (file_id, kind) in [(&file.output_file_id, "output"), (&file.error_file_id, "errors")]
-        {
+        for (file_id, kind) in [
+            (&file.output_file_id, "output"),
+            (&file.error_file_id, "errors"),
+        ] {
             let Some(file_id) = file_id else { continue };
             let path = results.join(format!("{stem}.{kind}.jsonl"));
             let bytes = match std::fs::read(&path) {
                 Ok(bytes) => bytes,
-                Err(_) => {
-                    let bytes = client.content(file_id).await?;
-                    write_atomic(&path, &bytes)?;
-                    bytes
-                }
+                Err(_) => match client.content(file_id).await {
+                    Ok(bytes) => {
+                        write_atomic(&path, &bytes)?;
+                        bytes
+                    }
+                    Err(LabelError::Http { status: 404, .. }) => {
+                        tracing::warn!("{kind} file {file_id} is gone; its tries are re-sent");
+                        continue;
+                    }
+                    Err(other) => return Err(other),
+                },
             };
             for (number, line) in bytes.split(|&b| b == b'\n').enumerate() {
                 if line.iter().all(u8::is_ascii_whitespace) {
@@ -223,7 +243,10 @@ impl Job {
                     .find(|a| a.custom_id() == custom_id)
                     .copied()
                 else {
-                    tracing::warn!("{}: ignoring unknown custom_id {custom_id:?}", path.display());
+                    tracing::warn!(
+                        "{}: ignoring unknown custom_id {custom_id:?}",
+                        path.display()
+                    );
                     continue;
                 };
                 if self.journal.has(attempt.item, attempt.attempt) {

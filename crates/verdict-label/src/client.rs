@@ -106,6 +106,7 @@ impl Client {
                         .get(reqwest::header::RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<f64>().ok())
+                        .filter(|s| s.is_finite())
                         .map(|s| Duration::from_secs_f64(s.clamp(0.0, 3600.0)));
                     let body = response.text().await.unwrap_or_default();
                     let message = error_message(&body);
@@ -218,7 +219,11 @@ impl Client {
 
     pub async fn cancel_batch(&self, id: &str) -> Result<RemoteBatch> {
         let response = self
-            .send(reqwest::Method::POST, &format!("/batches/{id}/cancel"), |r| r)
+            .send(
+                reqwest::Method::POST,
+                &format!("/batches/{id}/cancel"),
+                |r| r,
+            )
             .await?;
         self.batch_from(response).await
     }
@@ -260,9 +265,11 @@ impl Client {
     /// failures past the retries as an error.
     pub async fn chat(&self, body: &Value) -> Result<ChatAnswer> {
         let sent = self
-            .send(reqwest::Method::POST, crate::request::CHAT_PATH.trim_start_matches("/v1"), |r| {
-                r.json(body)
-            })
+            .send(
+                reqwest::Method::POST,
+                crate::request::CHAT_PATH.trim_start_matches("/v1"),
+                |r| r.json(body),
+            )
             .await;
         match sent {
             Ok(response) => {

@@ -104,7 +104,16 @@ pub async fn cancel(dir: &Path) -> Result<StatusReport> {
             continue;
         }
         if let Some(batch_id) = &file.batch_id {
-            client.cancel_batch(batch_id).await?;
+            match client.cancel_batch(batch_id).await {
+                Ok(_) => {}
+                // Finished in the meantime: nothing left to cancel.
+                Err(LabelError::Http {
+                    status, message, ..
+                }) if status < 500 => {
+                    tracing::info!("batch {batch_id}: {message}");
+                }
+                Err(other) => return Err(other),
+            }
         }
     }
     status(dir)

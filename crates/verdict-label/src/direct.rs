@@ -23,7 +23,7 @@ impl Job {
         let spacing = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
         loop {
             if self.cancel_requested() {
-                self.finish()?;
+                self.write_table()?;
                 return Err(crate::LabelError::Cancelled(self.state.name.clone()));
             }
             let pending = self.pending_attempts();

@@ -37,14 +37,15 @@ impl Table {
         } else {
             read_csv(path)?
         };
-        let id_index = columns
-            .iter()
-            .position(|c| c == id_column)
-            .ok_or_else(|| LabelError::Input {
-                path: path.to_path_buf(),
-                line: 1,
-                message: format!("no id column `{id_column}` (columns: {columns:?})"),
-            })?;
+        let id_index =
+            columns
+                .iter()
+                .position(|c| c == id_column)
+                .ok_or_else(|| LabelError::Input {
+                    path: path.to_path_buf(),
+                    line: 1,
+                    message: format!("no id column `{id_column}` (columns: {columns:?})"),
+                })?;
         let mut seen = HashSet::new();
         let mut items = Vec::with_capacity(rows.len());
         for (index, row) in rows.iter().enumerate() {
@@ -159,7 +160,11 @@ mod tests {
         let csv_path = dir.path().join("a.csv");
         std::fs::write(&csv_path, "id,name\n1,chair\n2,\"table, oak\"\n").unwrap();
         let jsonl = dir.path().join("a.jsonl");
-        std::fs::write(&jsonl, "{\"id\":1,\"name\":\"chair\"}\n{\"id\":2,\"name\":\"table, oak\"}\n").unwrap();
+        std::fs::write(
+            &jsonl,
+            "{\"id\":1,\"name\":\"chair\"}\n{\"id\":2,\"name\":\"table, oak\"}\n",
+        )
+        .unwrap();
         let a = Table::read(&csv_path, "id").unwrap();
         let b = Table::read(&jsonl, "id").unwrap();
         assert_eq!(a.items, b.items);
@@ -172,7 +177,10 @@ mod tests {
         let path = dir.path().join("a.csv");
         std::fs::write(&path, "id,name\n1,a\n1,b\n").unwrap();
         let error = Table::read(&path, "id").unwrap_err().to_string();
-        assert!(error.contains("line 3") && error.contains("duplicate"), "{error}");
+        assert!(
+            error.contains("line 3") && error.contains("duplicate"),
+            "{error}"
+        );
         let error = Table::read(&path, "sku").unwrap_err().to_string();
         assert!(error.contains("no id column `sku`"), "{error}");
     }

@@ -32,9 +32,12 @@ impl Progress for NoProgress {
 
 /// Fault injection for tests: stop with [`LabelError::Interrupted`] right after the N-th
 /// durable step (a state save or a journal append), as a crash would.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Hooks {
     pub stop_after_step: Option<u64>,
+    /// Stop right after a state save for which this returns true.
+    #[allow(clippy::type_complexity)]
+    pub stop_when: Option<std::sync::Arc<dyn Fn(&JobState) -> bool + Send + Sync>>,
 }
 
 /// Items by outcome.
@@ -246,14 +249,20 @@ impl Job {
         Ok((output, self.counts()))
     }
 
-    /// Writes the output table and marks the job finalized.
-    pub(crate) fn finish(&mut self) -> Result<PathBuf> {
+    /// Writes the output table with what is known so far (unlabelled items `pending`).
+    pub(crate) fn write_table(&self) -> Result<PathBuf> {
         let output = self
             .state
             .output
             .clone()
             .unwrap_or_else(|| self.paths.dir.join("labelled.csv"));
         crate::merge::write_output(&self.spec, &self.table, &self.journal, &output)?;
+        Ok(output)
+    }
+
+    /// Writes the output table and marks the job finalized.
+    pub(crate) fn finish(&mut self) -> Result<PathBuf> {
+        let output = self.write_table()?;
         if self.state.status != Status::Finalized {
             self.state.status = Status::Finalized;
             self.save()?;
@@ -264,6 +273,14 @@ impl Job {
     /// Saves the state (one transition) and counts the step.
     pub(crate) fn save(&mut self) -> Result<()> {
         self.state.save(&self.paths.state())?;
+        if self
+            .hooks
+            .stop_when
+            .as_ref()
+            .is_some_and(|stop| stop(&self.state))
+        {
+            return Err(LabelError::Interrupted(self.steps));
+        }
         self.step()
     }
 
@@ -297,14 +314,16 @@ impl Job {
     /// Tries still to make, one per item that is neither labelled nor given up.
     pub(crate) fn pending_attempts(&self) -> Vec<Attempt> {
         (0..self.table.items.len())
-            .filter_map(|item| match self.journal.next(item, self.spec.max_item_attempts) {
-                Next::Retry { strict, attempt } => Some(Attempt {
-                    item,
-                    attempt,
-                    strict,
-                }),
-                _ => None,
-            })
+            .filter_map(
+                |item| match self.journal.next(item, self.spec.max_item_attempts) {
+                    Next::Retry { strict, attempt } => Some(Attempt {
+                        item,
+                        attempt,
+                        strict,
+                    }),
+                    _ => None,
+                },
+            )
             .collect()
     }
 

@@ -46,7 +46,10 @@ pub enum Next<'a> {
     /// Try again (with the stricter prompt after a schema-invalid answer).
     Retry { strict: bool, attempt: u32 },
     /// Given up: `invalid` or `failed`, with the last raw answer or error.
-    GiveUp { status: &'static str, detail: String },
+    GiveUp {
+        status: &'static str,
+        detail: String,
+    },
 }
 
 pub struct Journal {
@@ -104,11 +107,10 @@ impl Journal {
             if line.is_empty() {
                 continue;
             }
-            let record: Record =
-                serde_json::from_slice(line).map_err(|e| LabelError::State {
-                    path: path.to_path_buf(),
-                    message: format!("line {}: {e}", index + 1),
-                })?;
+            let record: Record = serde_json::from_slice(line).map_err(|e| LabelError::State {
+                path: path.to_path_buf(),
+                message: format!("line {}: {e}", index + 1),
+            })?;
             let records = by_item.entry(record.item).or_default();
             if !records.iter().any(|r| r.attempt == record.attempt) {
                 records.push(record);
@@ -197,11 +199,20 @@ mod tests {
     use super::*;
 
     fn record(item: usize, attempt: u32, strict: bool, outcome: Outcome) -> Record {
-        Record { item, attempt, strict, outcome, at: 0 }
+        Record {
+            item,
+            attempt,
+            strict,
+            outcome,
+            at: 0,
+        }
     }
 
     fn invalid() -> Outcome {
-        Outcome::Invalid { raw: "oops".into(), error: "not JSON".into() }
+        Outcome::Invalid {
+            raw: "oops".into(),
+            error: "not JSON".into(),
+        }
     }
 
     #[test]
@@ -219,7 +230,16 @@ mod tests {
         let mut journal = Journal::open(&path).unwrap();
         assert_eq!(journal.records(0).len(), 1);
         assert!(journal.records(1).is_empty());
-        journal.append(record(1, 1, false, Outcome::Failed { error: "503".into() })).unwrap();
+        journal
+            .append(record(
+                1,
+                1,
+                false,
+                Outcome::Failed {
+                    error: "503".into(),
+                },
+            ))
+            .unwrap();
         drop(journal);
         let journal = Journal::open(&path).unwrap();
         assert_eq!(journal.records(1).len(), 1);
@@ -229,22 +249,85 @@ mod tests {
     fn an_invalid_answer_gets_one_strict_retry() {
         let dir = tempfile::tempdir().unwrap();
         let mut journal = Journal::open(&dir.path().join("a.jsonl")).unwrap();
-        assert_eq!(journal.next(0, 3), Next::Retry { strict: false, attempt: 1 });
+        assert_eq!(
+            journal.next(0, 3),
+            Next::Retry {
+                strict: false,
+                attempt: 1
+            }
+        );
         journal.append(record(0, 1, false, invalid())).unwrap();
-        assert_eq!(journal.next(0, 3), Next::Retry { strict: true, attempt: 2 });
+        assert_eq!(
+            journal.next(0, 3),
+            Next::Retry {
+                strict: true,
+                attempt: 2
+            }
+        );
         journal.append(record(0, 2, true, invalid())).unwrap();
-        assert!(matches!(journal.next(0, 3), Next::GiveUp { status: "invalid", .. }));
+        assert!(matches!(
+            journal.next(0, 3),
+            Next::GiveUp {
+                status: "invalid",
+                ..
+            }
+        ));
 
-        journal.append(record(1, 1, false, Outcome::Failed { error: "500".into() })).unwrap();
-        journal.append(record(1, 2, false, Outcome::Failed { error: "500".into() })).unwrap();
-        assert_eq!(journal.next(1, 3), Next::Retry { strict: false, attempt: 3 });
-        journal.append(record(1, 3, false, Outcome::Failed { error: "expired".into() })).unwrap();
+        journal
+            .append(record(
+                1,
+                1,
+                false,
+                Outcome::Failed {
+                    error: "500".into(),
+                },
+            ))
+            .unwrap();
+        journal
+            .append(record(
+                1,
+                2,
+                false,
+                Outcome::Failed {
+                    error: "500".into(),
+                },
+            ))
+            .unwrap();
         assert_eq!(
             journal.next(1, 3),
-            Next::GiveUp { status: "failed", detail: "expired".into() }
+            Next::Retry {
+                strict: false,
+                attempt: 3
+            }
+        );
+        journal
+            .append(record(
+                1,
+                3,
+                false,
+                Outcome::Failed {
+                    error: "expired".into(),
+                },
+            ))
+            .unwrap();
+        assert_eq!(
+            journal.next(1, 3),
+            Next::GiveUp {
+                status: "failed",
+                detail: "expired".into()
+            }
         );
         let values = Map::from_iter([("style".to_string(), Value::from("modern"))]);
-        journal.append(record(2, 1, true, Outcome::Valid { values: values.clone() })).unwrap();
+        journal
+            .append(record(
+                2,
+                1,
+                true,
+                Outcome::Valid {
+                    values: values.clone(),
+                },
+            ))
+            .unwrap();
         assert_eq!(journal.next(2, 3), Next::Done(&values));
     }
 }

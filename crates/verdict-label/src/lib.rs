@@ -32,3 +32,13 @@ pub use error::{LabelError, Result};
 pub use job::{Counts, Hooks, Job, NoProgress, Progress};
 pub use spec::{FieldSpec, FieldType, JobSpec, Mode};
 pub use state::Status;
+
+/// Runs `future` on a runtime of its own, for callers without one (the CLI).
+pub fn block_on<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| LabelError::Protocol(format!("starting the async runtime: {e}")))?;
+    runtime.block_on(future)
+}

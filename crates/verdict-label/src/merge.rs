@@ -25,7 +25,9 @@ pub fn write_output(spec: &JobSpec, table: &Table, journal: &Journal, path: &Pat
             .chain(fields.iter().copied())
             .chain(["label_status", "label_error"])
             .collect();
-        writer.write_record(&header).map_err(|e| csv_error(path, e))?;
+        writer
+            .write_record(&header)
+            .map_err(|e| csv_error(path, e))?;
     }
     for (index, row) in table.rows.iter().enumerate() {
         let (values, status, error): (Option<&Map<String, Value>>, &str, String) =
@@ -53,7 +55,9 @@ pub fn write_output(spec: &JobSpec, table: &Table, journal: &Journal, path: &Pat
                 }
                 record.push(status.to_string());
                 record.push(error);
-                writer.write_record(&record).map_err(|e| csv_error(path, e))?;
+                writer
+                    .write_record(&record)
+                    .map_err(|e| csv_error(path, e))?;
             }
             None => {
                 let mut object = Map::new();
@@ -65,7 +69,8 @@ pub fn write_output(spec: &JobSpec, table: &Table, journal: &Journal, path: &Pat
                 }
                 object.insert("label_status".into(), Value::from(status));
                 object.insert("label_error".into(), Value::from(error));
-                let line = serde_json::to_vec(&object).map_err(|e| LabelError::Protocol(e.to_string()))?;
+                let line =
+                    serde_json::to_vec(&object).map_err(|e| LabelError::Protocol(e.to_string()))?;
                 out.extend_from_slice(&line);
                 out.push(b'\n');
             }

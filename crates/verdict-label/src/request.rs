@@ -267,8 +267,15 @@ mod tests {
 
     #[test]
     fn custom_ids_round_trip() {
-        let attempt = Attempt { item: 12, attempt: 3, strict: true };
-        assert_eq!(Attempt::parse_custom_id(&attempt.custom_id()), Some((12, 3)));
+        let attempt = Attempt {
+            item: 12,
+            attempt: 3,
+            strict: true,
+        };
+        assert_eq!(
+            Attempt::parse_custom_id(&attempt.custom_id()),
+            Some((12, 3))
+        );
         assert_eq!(Attempt::parse_custom_id("other"), None);
     }
 
@@ -279,24 +286,45 @@ mod tests {
         let builder = RequestBuilder::new(&spec);
         let items = items(10);
         let attempts: Vec<Attempt> = (0..10)
-            .map(|item| Attempt { item, attempt: 1, strict: false })
+            .map(|item| Attempt {
+                item,
+                attempt: 1,
+                strict: false,
+            })
             .collect();
-        let limits = FileLimits { max_bytes: 1 << 20, max_requests: 4 };
-        let files = write_request_files(dir.path(), 1, &attempts, &items, &builder, &limits).unwrap();
-        assert_eq!(files.iter().map(|f| f.attempts.len()).collect::<Vec<_>>(), [4, 4, 2]);
+        let limits = FileLimits {
+            max_bytes: 1 << 20,
+            max_requests: 4,
+        };
+        let files =
+            write_request_files(dir.path(), 1, &attempts, &items, &builder, &limits).unwrap();
+        assert_eq!(
+            files.iter().map(|f| f.attempts.len()).collect::<Vec<_>>(),
+            [4, 4, 2]
+        );
         assert_eq!(files[2].name, "part-0003.jsonl");
         let text = std::fs::read_to_string(dir.path().join("part-0001.jsonl")).unwrap();
         let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(first["custom_id"], "item-0-try-1");
         assert_eq!(first["url"], CHAT_PATH);
-        assert_eq!(first["body"]["messages"][0]["content"][0]["text"], "Describe chair 0.");
+        assert_eq!(
+            first["body"]["messages"][0]["content"][0]["text"],
+            "Describe chair 0."
+        );
 
         let one_line = files[0].bytes / 4;
-        let limits = FileLimits { max_bytes: one_line * 3 + one_line / 2, max_requests: 100 };
-        let files = write_request_files(dir.path(), 1, &attempts, &items, &builder, &limits).unwrap();
+        let limits = FileLimits {
+            max_bytes: one_line * 3 + one_line / 2,
+            max_requests: 100,
+        };
+        let files =
+            write_request_files(dir.path(), 1, &attempts, &items, &builder, &limits).unwrap();
         assert!(files.iter().all(|f| f.bytes <= limits.max_bytes));
         assert_eq!(files.iter().map(|f| f.attempts.len()).sum::<usize>(), 10);
-        let limits = FileLimits { max_bytes: 10, max_requests: 100 };
+        let limits = FileLimits {
+            max_bytes: 10,
+            max_requests: 100,
+        };
         assert!(write_request_files(dir.path(), 1, &attempts, &items, &builder, &limits).is_err());
     }
 
@@ -306,6 +334,9 @@ mod tests {
         let builder = RequestBuilder::new(&spec);
         let prompt = builder.prompt(&items(1)[0], true);
         assert!(prompt.starts_with("Describe chair 0."));
-        assert!(prompt.contains("\"enum\":[\"modern\",\"rustic\"]"), "{prompt}");
+        assert!(
+            prompt.contains("\"enum\":[\"modern\",\"rustic\"]"),
+            "{prompt}"
+        );
     }
 }

@@ -289,7 +289,9 @@ impl JobSpec {
                 return Err(format!("field `{name}` is listed twice"));
             }
             if matches!(name.as_str(), "label_status" | "label_error") {
-                return Err(format!("field name `{name}` is reserved for the output table"));
+                return Err(format!(
+                    "field name `{name}` is reserved for the output table"
+                ));
             }
             if field.allowed.is_some() && field.kind != FieldType::String {
                 return Err(format!("field `{name}`: `enum` needs type string"));
@@ -318,8 +320,16 @@ impl JobSpec {
         if self.direct.concurrency == 0 {
             return Err("`direct.concurrency` must be at least 1".into());
         }
-        if !(self.polling.interval_seconds >= 0.0) {
-            return Err("`polling.interval_seconds` must be >= 0".into());
+        let seconds_ok = |v: f64| v.is_finite() && (0.0..=86_400.0).contains(&v);
+        if !seconds_ok(self.polling.interval_seconds) {
+            return Err("`polling.interval_seconds` must lie in [0, 86400]".into());
+        }
+        if !seconds_ok(self.retry.timeout_seconds) || self.retry.timeout_seconds == 0.0 {
+            return Err("`retry.timeout_seconds` must lie in (0, 86400]".into());
+        }
+        if !(self.direct.requests_per_second.is_finite() && self.direct.requests_per_second >= 0.0)
+        {
+            return Err("`direct.requests_per_second` must be >= 0 (0: unlimited)".into());
         }
         Ok(())
     }
@@ -468,16 +478,35 @@ mod tests {
     #[test]
     fn answers_are_checked_field_by_field() {
         let spec = sample();
-        let good = r#"{"style":"modern","clean_title":"Chair","weight":2.5,"seats":1,"indoor":true}"#;
+        let good =
+            r#"{"style":"modern","clean_title":"Chair","weight":2.5,"seats":1,"indoor":true}"#;
         assert!(spec.validate_answer(good).is_ok());
         let cases = [
             ("not json", "not JSON"),
-            (r#"{"style":"baroque","clean_title":"a","weight":1,"seats":1,"indoor":true}"#, "not one of"),
-            (r#"{"style":"modern","clean_title":"a much too long title","weight":1,"seats":1,"indoor":true}"#, "longer"),
-            (r#"{"style":"modern","clean_title":"a","weight":-1,"seats":1,"indoor":true}"#, "outside"),
-            (r#"{"style":"modern","clean_title":"a","weight":1,"seats":1.5,"indoor":true}"#, "integer"),
-            (r#"{"style":"modern","clean_title":"a","weight":1,"seats":1}"#, "missing field `indoor`"),
-            (r#"{"style":"modern","clean_title":"a","weight":1,"seats":1,"indoor":true,"x":1}"#, "unexpected"),
+            (
+                r#"{"style":"baroque","clean_title":"a","weight":1,"seats":1,"indoor":true}"#,
+                "not one of",
+            ),
+            (
+                r#"{"style":"modern","clean_title":"a much too long title","weight":1,"seats":1,"indoor":true}"#,
+                "longer",
+            ),
+            (
+                r#"{"style":"modern","clean_title":"a","weight":-1,"seats":1,"indoor":true}"#,
+                "outside",
+            ),
+            (
+                r#"{"style":"modern","clean_title":"a","weight":1,"seats":1.5,"indoor":true}"#,
+                "integer",
+            ),
+            (
+                r#"{"style":"modern","clean_title":"a","weight":1,"seats":1}"#,
+                "missing field `indoor`",
+            ),
+            (
+                r#"{"style":"modern","clean_title":"a","weight":1,"seats":1,"indoor":true,"x":1}"#,
+                "unexpected",
+            ),
         ];
         for (answer, expected) in cases {
             let error = spec.validate_answer(answer).unwrap_err();

@@ -22,6 +22,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/classify", post(crate::classify::classify))
         .route("/v1/classify/batch", post(crate::classify::classify_batch))
         .route("/v1/chat/completions", post(crate::chat::chat_completions))
+        .merge(crate::batches::routes(state.config().max_file_bytes))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))

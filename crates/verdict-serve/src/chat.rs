@@ -26,7 +26,7 @@ use crate::decode::{ChatEvent, ChatFinish, ChatJob, TokenLogprob};
 use crate::error::{AppError, ErrorBody};
 use crate::inputs::{decode_base64, decode_image, fetch_url};
 use crate::model::{ModelError, ServedModel};
-use crate::schema::label_schema;
+use crate::object_schema::answer_schema;
 use crate::state::AppState;
 
 const DEFAULT_MAX_TOKENS: usize = 256;
@@ -273,7 +273,7 @@ async fn build_job(state: &AppState, request: &ChatCompletionRequest) -> Result<
             ))
         }
         Some(ResponseFormat::JsonSchema { json_schema }) => Some(
-            label_schema(&json_schema.schema, config.max_reason_bytes).map_err(|message| {
+            answer_schema(&json_schema.schema, config.max_reason_bytes).map_err(|message| {
                 AppError::bad_request(
                     "unsupported_response_format",
                     format!("response_format.json_schema: {message}"),

@@ -1,6 +1,7 @@
 //! Service settings: batching, queue bound and hard limits. Plain data with defaults, so a
 //! deployment can write them down and a test can shrink them.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Everything that bounds what one request or the whole service may use.
@@ -38,6 +39,15 @@ pub struct ServeConfig {
     pub max_new_tokens: usize,
     /// Longest `reason` of a classification answer, in bytes.
     pub max_reason_bytes: usize,
+    /// Folder of `/v1/files` and `/v1/batches`, kept across restarts; `None`:
+    /// `$VERDICT_BATCH_DIR` if set, else a temporary folder, gone with the process.
+    pub batch_dir: Option<PathBuf>,
+    /// Longest completion window a batch gets; past it the batch ends `expired`.
+    pub max_batch_window: Duration,
+    /// Largest `/v1/files` upload.
+    pub max_file_bytes: usize,
+    /// Requests of one batch in flight at once.
+    pub batch_concurrency: usize,
 }
 
 impl Default for ServeConfig {
@@ -58,6 +68,10 @@ impl Default for ServeConfig {
             bearer_token: None,
             max_new_tokens: 512,
             max_reason_bytes: 200,
+            batch_dir: None,
+            max_batch_window: Duration::from_secs(24 * 3600),
+            max_file_bytes: 200 << 20,
+            batch_concurrency: 4,
         }
     }
 }

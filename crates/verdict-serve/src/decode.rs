@@ -13,13 +13,13 @@ use candle_core::DType as TensorDType;
 use image::RgbImage;
 use rand::SeedableRng;
 use verdict_models::constraint::TokenConstraint;
-use verdict_models::json_constraint::LabelJsonSchema;
 use verdict_models::qwen3_vl::chat::Message;
 use verdict_models::qwen3_vl::generation::pick;
 use verdict_models::qwen3_vl::rope::MropePositions;
 use verdict_models::qwen3_vl::Logits;
 
 use crate::model::ModelError;
+use crate::object_schema::{AnswerSchema, ObjectConstraint};
 use crate::qwen::QwenEngine;
 
 /// One chat completion to run.
@@ -33,8 +33,8 @@ pub struct ChatJob {
     pub seed: u64,
     /// `Some(k)`: report each token's log-probability and its `k` best alternatives.
     pub logprobs: Option<usize>,
-    /// Constrain the answer to the label JSON shape.
-    pub schema: Option<LabelJsonSchema>,
+    /// Constrain the answer to the label JSON shape or a flat object schema.
+    pub schema: Option<AnswerSchema>,
     /// Generation stops (finish reason `length`) past this instant.
     pub deadline: Instant,
 }
@@ -105,12 +105,17 @@ fn generate(
     }) {
         return Ok(());
     }
-    let mut constraint = match &job.schema {
-        Some(schema) => Some(
+    let mut constraint: Option<Box<dyn TokenConstraint + '_>> = match &job.schema {
+        Some(AnswerSchema::Label(schema)) => Some(Box::new(
             preprocessor
                 .json_constraint(Arc::new(schema.clone()))
                 .map_err(|e| ModelError::Input(e.to_string()))?,
-        ),
+        )),
+        Some(AnswerSchema::Object(grammar)) => Some(Box::new(ObjectConstraint::new(
+            grammar.clone(),
+            engine.vocabulary(),
+            stop_tokens.clone(),
+        ))),
         None => None,
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(job.seed);

@@ -19,6 +19,7 @@
 mod api;
 pub mod app;
 pub mod batcher;
+pub mod batches;
 mod chat;
 mod classify;
 pub mod config;
@@ -28,6 +29,7 @@ pub mod inputs;
 pub mod launch;
 pub mod metrics;
 pub mod model;
+pub mod object_schema;
 pub mod qwen;
 pub mod schema;
 pub mod state;

@@ -63,6 +63,11 @@ impl QwenEngine {
         self.token_bytes.get(token)
     }
 
+    /// Bytes of every token (for byte-level answer grammars).
+    pub fn vocabulary(&self) -> &TokenBytes {
+        &self.token_bytes
+    }
+
     pub fn classifier(&self) -> &Classifier {
         &self.classifier
     }

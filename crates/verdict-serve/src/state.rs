@@ -91,6 +91,7 @@ struct Inner {
     mesh: Result<MeshViews, String>,
     http: reqwest::Client,
     engine: OnceLock<Engine>,
+    batches: crate::batches::BatchStore,
 }
 
 /// Cheap-to-clone handle given to every handler.
@@ -113,6 +114,7 @@ impl AppState {
             .build()
             .map_err(|e| ServeError::Config(format!("HTTP client: {e}")))?;
         let mesh = MeshViews::new(&task.views, task.view_size, config.max_triangles);
+        let batches = crate::batches::BatchStore::open(config.batch_dir.as_deref())?;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -122,6 +124,7 @@ impl AppState {
                 mesh,
                 http,
                 engine: OnceLock::new(),
+                batches,
             }),
         })
     }
@@ -187,6 +190,11 @@ impl AppState {
 
     pub fn http(&self) -> &reqwest::Client {
         &self.inner.http
+    }
+
+    /// Files and batches of the batch API.
+    pub fn batches(&self) -> &crate::batches::BatchStore {
+        &self.inner.batches
     }
 
     pub fn engine(&self) -> Option<&Engine> {
