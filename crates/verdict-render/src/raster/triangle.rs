@@ -250,6 +250,61 @@ mod tests {
     }
 
     #[test]
+    fn spans_match_the_edge_functions_at_every_sample() {
+        // Pseudo-random triangles, some reaching far outside the buffer: the solved spans
+        // must cover exactly the samples where all three edge functions say inside.
+        let width = 40usize;
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |range: f32| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 * range - range + 20.0
+        };
+        for round in 0..300 {
+            let range = if round % 3 == 0 { 400.0 } else { 25.0 };
+            let corners = [
+                (next(range), next(range), 1.0),
+                (next(range), next(range), 1.0),
+                (next(range), next(range), 1.0),
+            ];
+            let drawn = draw_one(corners, width);
+            // Corners far outside are clamped, as the rasteriser does.
+            let limit = (width as f32 + 2.0) * 4.0 * SUBPIXEL;
+            let fixed = |c: (f32, f32, f32)| {
+                (
+                    (c.0 * SUBPIXEL).round().clamp(-limit, limit) as i64,
+                    (c.1 * SUBPIXEL).round().clamp(-limit, limit) as i64,
+                )
+            };
+            let mut v = corners.map(fixed);
+            let area =
+                (v[1].0 - v[0].0) * (v[2].1 - v[0].1) - (v[1].1 - v[0].1) * (v[2].0 - v[0].0);
+            if area < 0 {
+                v.swap(1, 2);
+            }
+            for y in 0..width as i64 {
+                for x in 0..width as i64 {
+                    let (px, py) = (x * 256 + HALF_PIXEL, y * 256 + HALF_PIXEL);
+                    let inside = area != 0
+                        && (0..3).all(|k| {
+                            let (a, b) = (v[k], v[(k + 1) % 3]);
+                            let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+                            let bias = if dy < 0 || (dy == 0 && dx > 0) { 0 } else { -1 };
+                            dx * (py - a.1) - dy * (px - a.0) + bias >= 0
+                        });
+                    let index = y as usize * width + x as usize;
+                    assert_eq!(
+                        drawn[index] == 1,
+                        inside,
+                        "round {round}, sample ({x}, {y})"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn nearer_surface_wins_and_ties_keep_the_first() {
         let width = 8;
         let mut ids = vec![0u32; width * width];
