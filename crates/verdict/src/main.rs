@@ -27,6 +27,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     // <commands-enum>
+    /// Batch labelling jobs through an OpenAI-compatible batch API: run, status, resume, cancel.
+    Label(commands::label::Args),
     /// CLIP/SigLIP dual encoders: fine-tune in the five ablation scenarios and compare them.
     Encoders(commands::encoders::Args),
     /// Image embeddings (base and fine-tuned) into a Parquet vector file.
@@ -72,6 +74,7 @@ fn main() -> std::process::ExitCode {
     commands::init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         // <commands-dispatch>
+        Command::Label(args) => commands::label::run(args),
         Command::Encoders(args) => commands::encoders::run(args),
         Command::Embed(args) => commands::embed::run(args),
         Command::Search(args) => commands::search::run(args),

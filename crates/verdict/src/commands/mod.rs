@@ -1,6 +1,7 @@
 //! One module per subcommand: each has `Args` (clap) and `run(args) -> anyhow::Result<()>`.
 
 // <commands-mod>
+pub mod label;
 pub mod arena;
 pub mod baseline;
 mod candidates;
