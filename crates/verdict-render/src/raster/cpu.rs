@@ -40,7 +40,8 @@ const BAND_SAMPLES: usize = 32 * 1024;
 /// Scratch kept per thread up to this many samples: reusing buffers saves the page faults
 /// of fresh allocations on every view, which cost as much as rasterising a simple mesh.
 const REUSE_SAMPLES: usize = 4096 * 4096;
-/// Per-triangle scratch kept per thread up to this many triangles.
+/// Per-triangle scratch (about 150 bytes a triangle) kept per thread up to this many
+/// triangles: fresh allocations of that size cost page faults on every view.
 const REUSE_TRIANGLES: usize = 1 << 20;
 
 /// Per-thread buffers reused from view to view.
@@ -117,6 +118,7 @@ fn draw_view(
 
     project(screen, mesh, &camera);
     setups.clear();
+    setups.reserve(screen.len());
     let (mut low_x, mut high_x, mut low_y, mut high_y) = (i32::MAX, i32::MIN, i32::MAX, i32::MIN);
     for (index, corners) in screen.iter().enumerate() {
         if let Some(setup) = Setup::new(index as u32 + 1, corners, width) {
