@@ -29,6 +29,8 @@ enum Command {
     // <commands-enum>
     /// Batch labelling jobs through an OpenAI-compatible batch API: run, status, resume, cancel.
     Label(commands::label::Args),
+    /// Publish a model: merged Hugging Face directory, PEFT adapter or GGUF, with a model card.
+    Export(commands::export::Args),
     /// CLIP/SigLIP dual encoders: fine-tune in the five ablation scenarios and compare them.
     Encoders(commands::encoders::Args),
     /// Image embeddings (base and fine-tuned) into a Parquet vector file.
@@ -75,6 +77,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         // <commands-dispatch>
         Command::Label(args) => commands::label::run(args),
+        Command::Export(args) => commands::export::run(args),
         Command::Encoders(args) => commands::encoders::run(args),
         Command::Embed(args) => commands::embed::run(args),
         Command::Search(args) => commands::search::run(args),

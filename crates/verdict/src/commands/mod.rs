@@ -1,7 +1,6 @@
 //! One module per subcommand: each has `Args` (clap) and `run(args) -> anyhow::Result<()>`.
 
 // <commands-mod>
-pub mod label;
 pub mod arena;
 pub mod baseline;
 mod candidates;
@@ -10,8 +9,10 @@ pub mod data;
 pub mod embed;
 pub mod encoders;
 pub mod eval;
+pub mod export;
 mod image_stage;
 pub mod init;
+pub mod label;
 pub mod media;
 pub mod models;
 pub mod ontology;
