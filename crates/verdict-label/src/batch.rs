@@ -26,11 +26,13 @@ impl Job {
         let client = Client::new(&self.spec.endpoint, &self.spec.retry)?;
         let interval = Duration::from_secs_f64(self.spec.polling.interval_seconds);
         loop {
-            let cancelling = self.cancel_requested();
             let mut in_flight = false;
             for index in 0..self.state.files.len() {
                 match self.state.files[index].status {
-                    Status::Prepared if !cancelling => self.dispatch(&client, index).await?,
+                    // A cancel request stops dispatching at once; batches out still drain.
+                    Status::Prepared if !self.cancel_requested() => {
+                        self.dispatch(&client, index).await?
+                    }
                     Status::Dispatched | Status::InProgress => self.poll(&client, index).await?,
                     status if status.is_remote_terminal() => {
                         self.finalize_file(&client, index).await?
@@ -43,8 +45,18 @@ impl Job {
                 );
             }
             self.report(progress);
+            let cancelling = self.cancel_requested();
             if in_flight {
                 tokio::time::sleep(interval).await;
+                continue;
+            }
+            // Finished batches are finalized (results downloaded) in the next pass.
+            if self
+                .state
+                .files
+                .iter()
+                .any(|f| f.status.is_remote_terminal())
+            {
                 continue;
             }
             if cancelling {

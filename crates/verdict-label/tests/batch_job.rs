@@ -252,7 +252,11 @@ fn a_running_job_drains_its_batches_when_cancelled() {
     let marker = job_dir.join("cancel-requested");
     let mut job = Job::create(&spec, &job_dir).unwrap().with_hooks(Hooks {
         stop_when: Some(Arc::new(move |state| {
-            if state.files.first().is_some_and(|f| f.status == Status::Dispatched) {
+            if state
+                .files
+                .first()
+                .is_some_and(|f| f.status == Status::Dispatched)
+            {
                 std::fs::write(&marker, "cancel requested\n").unwrap();
             }
             false
@@ -260,15 +264,27 @@ fn a_running_job_drains_its_batches_when_cancelled() {
         ..Hooks::default()
     });
     let stopped = runtime.block_on(job.run(&NoProgress));
-    assert!(matches!(stopped, Err(LabelError::Cancelled(_))), "{stopped:?}");
+    assert!(
+        matches!(stopped, Err(LabelError::Cancelled(_))),
+        "{stopped:?}"
+    );
     let state = job.state().clone();
     drop(job);
     assert_ne!(state.status, Status::Finalized);
-    assert_eq!(state.files[0].status, Status::Finalized, "in-flight batch drained");
-    assert!(state.files[1..].iter().all(|f| f.status == Status::Prepared));
+    assert_eq!(
+        state.files[0].status,
+        Status::Finalized,
+        "in-flight batch drained"
+    );
+    assert!(state.files[1..]
+        .iter()
+        .all(|f| f.status == Status::Prepared));
     let rows = read_rows(&job_dir.join("labelled.csv"));
     let statuses: Vec<&str> = rows.iter().map(|r| r["label_status"].as_str()).collect();
-    assert_eq!(statuses, ["labelled", "labelled", "pending", "pending", "pending", "pending"]);
+    assert_eq!(
+        statuses,
+        ["labelled", "labelled", "pending", "pending", "pending", "pending"]
+    );
 
     let mut job = Job::open(&job_dir, true).unwrap();
     let (output, counts) = runtime.block_on(job.run(&NoProgress)).unwrap();

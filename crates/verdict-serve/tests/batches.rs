@@ -102,7 +102,10 @@ async fn create(state: &AppState, lines: &[String]) -> Value {
 async fn wait_final(state: &AppState, id: &str) -> Value {
     for _ in 0..600 {
         let batch = call(state, get(&format!("/v1/batches/{id}"))).await;
-        let status = batch.body["status"].as_str().unwrap_or_default().to_string();
+        let status = batch.body["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         if ["completed", "failed", "expired", "cancelled"].contains(&status.as_str()) {
             return batch.body;
         }
@@ -114,7 +117,10 @@ async fn wait_final(state: &AppState, id: &str) -> Value {
 async fn content(state: &AppState, file_id: &Value) -> Vec<Value> {
     let answer = call(
         state,
-        get(&format!("/v1/files/{}/content", file_id.as_str().expect("id"))),
+        get(&format!(
+            "/v1/files/{}/content",
+            file_id.as_str().expect("id")
+        )),
     )
     .await;
     assert_eq!(answer.status, StatusCode::OK);
@@ -190,11 +196,7 @@ async fn zero_window_expires_and_bad_files_fail() {
     assert_eq!(errors.len(), 2);
     assert!(errors.iter().all(|e| e["error"]["code"] == "batch_expired"));
 
-    let bad = vec![
-        line("a", "one"),
-        "not json".to_string(),
-        line("a", "dup"),
-    ];
+    let bad = vec![line("a", "one"), "not json".to_string(), line("a", "dup")];
     let batch = create(&state, &bad).await;
     let done = wait_final(&state, batch["id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "failed");
@@ -244,7 +246,9 @@ async fn requests_that_cannot_work_are_refused() {
     )
     .await;
     assert_eq!(chat.status, StatusCode::OK, "{}", chat.text);
-    let text = chat.body["choices"][0]["message"]["content"].as_str().unwrap();
+    let text = chat.body["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap();
     let answer: Value = serde_json::from_str(text).expect("parses");
     assert_eq!(answer.as_object().unwrap().len(), 4);
 }
