@@ -286,13 +286,17 @@ async fn start(state: AppState) -> anyhow::Result<(String, tokio::sync::oneshot:
     Ok((url, stop))
 }
 
+fn load_workload(args: &Args) -> anyhow::Result<Workload> {
+    match (&args.spamassassin, &args.model) {
+        (Some(dir), None) => spamassassin(dir),
+        (None, Some(dir)) => model_dir(dir, &args.labels),
+        _ => bail!("give --spamassassin DIR or --model DIR"),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let workload = match (&args.spamassassin, &args.model) {
-        (Some(dir), None) => spamassassin(dir)?,
-        (None, Some(dir)) => model_dir(dir, &args.labels)?,
-        _ => bail!("give --spamassassin DIR or --model DIR"),
-    };
+    let workload = load_workload(&args)?;
     let Workload {
         name,
         model,
@@ -325,7 +329,6 @@ fn main() -> anyhow::Result<()> {
     };
     let task = TaskSettings::without_task(None);
     let state = AppState::with_model(config, info.clone(), &task, model)?;
-    let model_handle = state.engine().map(|e| e.model.clone()).context("engine")?;
     let levels: Vec<Level> = runtime.block_on(async {
         let (url, stop) = start(state).await?;
         // Warm-up: connections, allocator, caches.
@@ -354,13 +357,12 @@ fn main() -> anyhow::Result<()> {
         queue_capacity: args.max_batch_size,
         ..ServeConfig::default()
     };
-    let overload_model = Arc::try_unwrap(model_handle)
-        .map_err(|_| anyhow::anyhow!("model still shared"))
-        .ok();
-    let mut overload = Vec::new();
-    if let Some(model) = overload_model {
-        let state = AppState::with_model(overload_config, info, &task, model)?;
-        overload = runtime.block_on(async {
+    // The first server's batcher keeps its model until the runtime drops it, so the overload
+    // server gets a freshly loaded copy.
+    let overload_model = load_workload(&args)?.model;
+    let overload = {
+        let state = AppState::with_model(overload_config, info, &task, overload_model)?;
+        runtime.block_on(async {
             let (url, stop) = start(state).await?;
             let callers = args.max_batch_size * 4;
             let mut rounds = Vec::new();
@@ -371,8 +373,8 @@ fn main() -> anyhow::Result<()> {
             }
             let _ = stop.send(());
             anyhow::Ok(rounds)
-        })?;
-    }
+        })?
+    };
 
     let single = levels
         .iter()
