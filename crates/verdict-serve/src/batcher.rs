@@ -5,8 +5,10 @@
 //! bounded however hard the service is pushed. The model thread takes the first waiting
 //! classification, then everything already queued up to `max_batch_size`; the batch size
 //! therefore follows the load. Only when the previous batch held more than one item (the
-//! service is busy) does it also wait up to `max_wait` for more, so a lone request under
-//! light load never pays for batching. Each job carries its own reply channel and a batch
+//! service is busy) does it also wait, up to `max_wait`, and only until it holds as many
+//! items as the previous batch: with N callers each waiting for its answer before sending
+//! again, the N-th arrival completes the batch and nothing is gained by waiting longer, while
+//! a lone request under light load never pays for batching. Each job carries its own reply channel and a batch
 //! returns one result per item in order, so callers never see each other's answers.
 //! Chat completions run alone between batches, streaming their tokens as they come.
 //! Jobs whose callers have gone (timeout, disconnect) are dropped before the model sees them.
@@ -154,8 +156,10 @@ fn worker(
                 Ok(job) => take(job),
                 Err(TryRecvError::Disconnected) => break,
                 Err(TryRecvError::Empty) => {
+                    // As many callers as last time are in: under a steady load nobody else is
+                    // coming before these get their answers, so waiting would only add latency.
                     let now = Instant::now();
-                    if now >= deadline {
+                    if now >= deadline || inputs.len() >= previous_batch {
                         break;
                     }
                     match receiver.recv_timeout(deadline - now) {
