@@ -62,6 +62,9 @@ pub struct TrainConfig {
     /// Use only the first N training and validation rows (a quick sanity run).
     pub max_rows: Option<usize>,
     pub precision: Precision,
+    /// Keep the frozen base weights quantised (QLoRA's `nf4`, or `int8`), dequantised on the
+    /// fly under the f32 adapters; `None`: the base stays in the training precision.
+    pub quant: Option<verdict_quant::Scheme>,
 }
 
 impl Default for TrainConfig {
@@ -91,6 +94,7 @@ impl Default for TrainConfig {
             seed: 42,
             max_rows: None,
             precision: Precision::Auto,
+            quant: None,
         }
     }
 }

@@ -7,6 +7,8 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
+use verdict_quant::optim8::QuantisedMoments;
+
 use crate::{Error, Result};
 
 /// AdamW hyper-parameters (PyTorch's defaults apart from the learning rate).
@@ -17,6 +19,11 @@ pub struct AdamWConfig {
     pub beta2: f64,
     pub eps: f64,
     pub weight_decay: f64,
+    /// Keep the moments as block-wise 8-bit codes (bitsandbytes' `AdamW8bit`, about 2 bytes per
+    /// parameter instead of 8) for variables of at least `min_8bit_size` values.
+    pub eight_bit: bool,
+    /// Smaller variables keep f32 moments, as in bitsandbytes (4096).
+    pub min_8bit_size: usize,
 }
 
 impl Default for AdamWConfig {
@@ -26,29 +33,51 @@ impl Default for AdamWConfig {
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: 0.01,
+            eight_bit: false,
+            min_8bit_size: verdict_quant::optim8::MIN_8BIT_SIZE,
         }
     }
 }
 
-/// The optimiser over a fixed list of variables; moments are kept in f32.
+/// The optimiser over a fixed list of variables; moments are kept in f32, or as 8-bit codes
+/// for large variables when `eight_bit` is set (then `first`/`second` hold empty tensors).
 #[derive(Debug)]
 pub struct AdamW {
     vars: Vec<Var>,
     first: Vec<Tensor>,
     second: Vec<Tensor>,
+    quantised: Vec<Option<QuantisedMoments>>,
     steps: u64,
     config: AdamWConfig,
 }
 
 impl AdamW {
     pub fn new(vars: Vec<Var>, config: AdamWConfig) -> Result<Self> {
-        let zeros = |v: &Var| Tensor::zeros(v.shape(), DType::F32, v.device());
+        let eight_bit = |v: &Var| config.eight_bit && v.elem_count() >= config.min_8bit_size;
+        let zeros = |v: &Var| {
+            let shape = if eight_bit(v) {
+                vec![0]
+            } else {
+                v.dims().to_vec()
+            };
+            Tensor::zeros(shape, DType::F32, v.device())
+        };
         let first = vars.iter().map(zeros).collect::<candle_core::Result<_>>()?;
         let second = vars.iter().map(zeros).collect::<candle_core::Result<_>>()?;
+        let quantised = vars
+            .iter()
+            .map(|v| {
+                eight_bit(v)
+                    .then(|| QuantisedMoments::zeros(v.elem_count(), v.device()))
+                    .transpose()
+            })
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::Invalid(e.to_string()))?;
         Ok(Self {
             vars,
             first,
             second,
+            quantised,
             steps: 0,
             config,
         })
@@ -56,6 +85,22 @@ impl AdamW {
 
     pub fn steps(&self) -> u64 {
         self.steps
+    }
+
+    /// Bytes the moments take (both of them, every variable).
+    pub fn state_bytes(&self) -> usize {
+        let full: usize = self
+            .first
+            .iter()
+            .chain(&self.second)
+            .map(|t| 4 * t.elem_count())
+            .sum();
+        full + self
+            .quantised
+            .iter()
+            .flatten()
+            .map(QuantisedMoments::bytes)
+            .sum::<usize>()
     }
 
     /// One update with learning rate `lr`; `grads[i]` belongs to `vars[i]` (`None`: no
@@ -78,15 +123,27 @@ impl AdamW {
             let Some(grad) = grad else { continue };
             let var = &self.vars[i];
             let grad = grad.to_dtype(DType::F32)?;
-            let m = ((&self.first[i] * c.beta1)? + (&grad * (1.0 - c.beta1))?)?;
-            let v = ((&self.second[i] * c.beta2)? + (grad.sqr()? * (1.0 - c.beta2))?)?;
+            let (first, second) = match &self.quantised[i] {
+                Some(q) => {
+                    let (m, v) = q.dequantize().map_err(|e| Error::Invalid(e.to_string()))?;
+                    (m.reshape(var.shape())?, v.reshape(var.shape())?)
+                }
+                None => (self.first[i].clone(), self.second[i].clone()),
+            };
+            let m = ((&first * c.beta1)? + (&grad * (1.0 - c.beta1))?)?;
+            let v = ((&second * c.beta2)? + (grad.sqr()? * (1.0 - c.beta2))?)?;
             let update = ((&m / bias1)? / ((&v / bias2)?.sqrt()? + c.eps)?)?;
             let theta = var.as_tensor().to_dtype(DType::F32)?;
             let decayed = (theta * (1.0 - lr * c.weight_decay))?;
             let next = (decayed - (update * lr)?)?;
             var.set(&next.to_dtype(var.dtype())?)?;
-            self.first[i] = m;
-            self.second[i] = v;
+            match &mut self.quantised[i] {
+                Some(q) => q.store(&m, &v).map_err(|e| Error::Invalid(e.to_string()))?,
+                None => {
+                    self.first[i] = m;
+                    self.second[i] = v;
+                }
+            }
         }
         Ok(())
     }
@@ -95,8 +152,18 @@ impl AdamW {
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut tensors = BTreeMap::new();
         for (i, (m, v)) in self.first.iter().zip(&self.second).enumerate() {
-            tensors.insert(format!("first.{i}"), m.clone());
-            tensors.insert(format!("second.{i}"), v.clone());
+            match &self.quantised[i] {
+                Some(q) => {
+                    tensors.insert(format!("first_codes.{i}"), q.first_codes.clone());
+                    tensors.insert(format!("first_absmax.{i}"), q.first_absmax.clone());
+                    tensors.insert(format!("second_codes.{i}"), q.second_codes.clone());
+                    tensors.insert(format!("second_absmax.{i}"), q.second_absmax.clone());
+                }
+                None => {
+                    tensors.insert(format!("first.{i}"), m.clone());
+                    tensors.insert(format!("second.{i}"), v.clone());
+                }
+            }
         }
         tensors.insert(
             "steps".into(),
@@ -118,6 +185,30 @@ impl AdamW {
             message,
         };
         for i in 0..self.vars.len() {
+            if self.quantised[i].is_some() {
+                let part = |name: &str| {
+                    let key = format!("{name}.{i}");
+                    tensors
+                        .get(&key)
+                        .cloned()
+                        .ok_or_else(|| bad(format!("missing {key}")))
+                };
+                let moments = QuantisedMoments::from_parts(
+                    part("first_codes")?,
+                    part("first_absmax")?,
+                    part("second_codes")?,
+                    part("second_absmax")?,
+                )
+                .map_err(|e| bad(e.to_string()))?;
+                if moments.first_codes.elem_count() != self.vars[i].elem_count() {
+                    return Err(bad(format!(
+                        "8-bit moments {i} do not fit variable {:?}",
+                        self.vars[i].dims()
+                    )));
+                }
+                self.quantised[i] = Some(moments);
+                continue;
+            }
             for (name, slot) in [("first", &mut self.first), ("second", &mut self.second)] {
                 let key = format!("{name}.{i}");
                 let t = tensors

@@ -27,8 +27,30 @@ impl Session {
         dtype: DType,
         seed: u64,
     ) -> Result<Self> {
-        let factory = LoraFactory::with_seed(lora.clone(), device, DType::F32, seed)?;
+        Self::load_quantised(base_dir, lora, device, dtype, seed, None)
+    }
+
+    /// As [`Session::load`], with the base linear layers stored as `quant` (NF4 or int8) under
+    /// the adapters; the memory they take is logged.
+    pub fn load_quantised(
+        base_dir: &Path,
+        lora: &LoraConfig,
+        device: &Device,
+        dtype: DType,
+        seed: u64,
+        quant: Option<verdict_quant::Scheme>,
+    ) -> Result<Self> {
+        let quantiser = quant.map(verdict_quant::QuantFactory::new);
+        let factory = match &quantiser {
+            Some(q) => {
+                LoraFactory::with_base_factory(lora.clone(), device, DType::F32, seed, q.clone())?
+            }
+            None => LoraFactory::with_seed(lora.clone(), device, DType::F32, seed)?,
+        };
         let model = Qwen3VL::load(base_dir, dtype, device, Some(factory.clone()))?;
+        if let Some(q) = &quantiser {
+            tracing::info!(scheme = ?q.scheme(), "quantised base: {}", q.report());
+        }
         if factory.adapted_paths().is_empty() {
             return Err(crate::Error::Invalid(format!(
                 "target_modules {:?} selects no layer of {}",

@@ -100,6 +100,12 @@ pub struct Args {
     /// Also write the base model with the best adapter merged into <out>/merged.
     #[arg(long)]
     pub merge: bool,
+    /// Keep the frozen base weights quantised under the adapters: nf4 (QLoRA) or int8.
+    #[arg(long, value_parser = ["nf4", "int8"])]
+    pub quant: Option<String>,
+    /// Optimiser: adamw, or adamw8bit (block-wise 8-bit moments, about a quarter of the memory).
+    #[arg(long, value_parser = ["adamw", "adamw8bit"])]
+    pub optim: Option<String>,
     #[command(flatten)]
     pub data: DataDir,
 }
@@ -120,6 +126,12 @@ fn settings(args: &Args) -> anyhow::Result<TrainConfig> {
                 config.$($field)+ = value;
             }
         };
+    }
+    if let Some(scheme) = &args.quant {
+        config.quant = Some(scheme.parse().map_err(anyhow::Error::msg)?);
+    }
+    if let Some(optim) = &args.optim {
+        config.optimizer.eight_bit = optim == "adamw8bit";
     }
     set!(args.epochs => epochs);
     set!(args.lr => learning_rate);
@@ -198,8 +210,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Device::Cpu
     };
     let dtype = config.precision.dtype(&device);
-    let session = Session::load(&args.base, &config.lora, &device, dtype, config.seed)
-        .with_context(|| format!("loading base checkpoint {}", args.base.display()))?;
+    let session = Session::load_quantised(
+        &args.base,
+        &config.lora,
+        &device,
+        dtype,
+        config.seed,
+        config.quant,
+    )
+    .with_context(|| format!("loading base checkpoint {}", args.base.display()))?;
     if args.resume {
         // The batch layout is part of the run; take the one the run started with.
         let saved = out.join("train_config.json");
