@@ -136,7 +136,7 @@ fn label_job_survives_killed_client_and_server() {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        Duration::from_millis(150 + (seed >> 33) % 900)
+        Duration::from_millis(20 + (seed >> 33) % 250)
     };
     let mut kills = 0;
     let mut server_killed = false;
@@ -184,7 +184,7 @@ fn label_job_survives_killed_client_and_server() {
                 kills += 1;
             }
         }
-        if kills == 3 && !server_killed {
+        if kills == 2 && !server_killed {
             server.kill().expect("kill server");
             server.wait().expect("reap server");
             server = start_server(port, &batch_dir);
