@@ -389,7 +389,18 @@ impl Qwen3VL {
     pub fn project(&self, hidden: &Tensor) -> Result<Tensor> {
         Ok(match &self.lm_head {
             Some(head) => head.forward(hidden)?,
-            None => hidden.broadcast_matmul(&self.text.embed_weight().t()?)?,
+            None => {
+                // Tied embeddings: one 2-D product over every position. A broadcast matmul
+                // would materialise the (vocab x hidden) matrix once per batch row, which
+                // cost more than the rest of a batched GPU forward and grew without bound.
+                let weight = self.text.embed_weight();
+                let mut dims = hidden.dims().to_vec();
+                let width = dims.pop().unwrap_or(0);
+                let rows = hidden.contiguous()?.reshape(((), width))?;
+                let logits = rows.matmul(&weight.t()?)?;
+                dims.push(weight.dim(0)?);
+                logits.reshape(dims)?
+            }
         })
     }
 }
