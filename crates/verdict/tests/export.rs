@@ -50,9 +50,23 @@ fn merged_export_matches_peft_merge_and_unload() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    // Every shard the index names is there (the tiny model fits one 1 MB shard; the
+    // library's own tests split larger ones).
+    let index: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("model.safetensors.index.json")).unwrap(),
+    )
+    .unwrap();
+    let shards: std::collections::BTreeSet<&str> = index["weight_map"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(!shards.is_empty());
+    for shard in &shards {
+        assert!(out.join(shard).exists(), "{shard} missing");
+    }
     for file in [
-        "model.safetensors.index.json",
-        "model-00001-of-00002.safetensors",
         "config.json",
         "tokenizer.json",
         "chat_template.json",

@@ -2,6 +2,7 @@
 //! listing images served by a loopback server.
 
 #[path = "../../verdict-media/tests/common/server.rs"]
+#[allow(dead_code)] // the shared server has behaviours only the media crate's tests use
 mod server;
 
 use std::fs;

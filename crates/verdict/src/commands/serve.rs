@@ -71,6 +71,19 @@ pub struct Args {
     /// Largest mesh upload in triangles.
     #[arg(long, default_value_t = 2_000_000)]
     pub max_triangles: u64,
+
+    /// Folder of /v1/files and /v1/batches, kept across restarts [default: $VERDICT_BATCH_DIR,
+    /// else a temporary folder that goes with the process].
+    #[arg(long)]
+    pub batch_dir: Option<PathBuf>,
+
+    /// Longest completion window a batch gets, in seconds; past it the batch ends `expired`.
+    #[arg(long, default_value_t = 24 * 3600)]
+    pub max_batch_window_secs: u64,
+
+    /// Requests of one batch in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub batch_concurrency: usize,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -83,6 +96,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         max_image_pixels: args.max_image_pixels,
         max_triangles: args.max_triangles,
         bearer_token: args.token.clone().filter(|t| !t.is_empty()),
+        batch_dir: args.batch_dir.clone(),
+        max_batch_window: Duration::from_secs(args.max_batch_window_secs),
+        batch_concurrency: args.batch_concurrency.max(1),
         ..ServeConfig::default()
     };
     let task = match &args.task {
