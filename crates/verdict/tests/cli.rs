@@ -1,10 +1,14 @@
 //! The binary on fixture data: init, data import/split/verify/stats, errors.
 
+#[path = "common/stages.rs"]
+mod stages;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use predicates::prelude::*;
+use stages::{stage_statuses, status_of};
 
 fn verdict() -> Command {
     let mut command = Command::cargo_bin("verdict").unwrap();
@@ -146,36 +150,11 @@ fn bad_task_file_names_the_key() {
         .stderr(predicate::str::contains("task.toml").and(predicate::str::contains("labelz")));
 }
 
-/// Stage statuses from the closing table of `verdict run` (stderr).
-fn stage_statuses(stderr: &str) -> Vec<(String, String)> {
-    let table = stderr
-        .rsplit_once("stage      status")
-        .map(|(_, t)| t)
-        .unwrap_or("");
-    table
-        .lines()
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty())
-        .map(|l| {
-            let (stage, rest) = l.split_once(' ').unwrap_or((l, ""));
-            (stage.to_string(), rest.trim().to_string())
-        })
-        .collect()
-}
-
 fn run_task(task: &Path, extra: &[&str]) -> Vec<(String, String)> {
     let output = verdict().arg("run").arg(task).args(extra).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).to_string();
     assert!(output.status.success(), "verdict run failed:\n{stderr}");
     stage_statuses(&stderr)
-}
-
-fn status_of<'a>(statuses: &'a [(String, String)], stage: &str) -> &'a str {
-    statuses
-        .iter()
-        .find(|(s, _)| s == stage)
-        .map(|(_, status)| status.as_str())
-        .unwrap_or_else(|| panic!("no stage {stage} in {statuses:?}"))
 }
 
 #[test]

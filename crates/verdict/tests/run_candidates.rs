@@ -2,12 +2,16 @@
 //! the sealed benchmark, the winner recorded, the Qwen3-VL candidate fine-tuned with LoRA and
 //! evaluated beside them, and a second run that does no work.
 
+#[path = "common/stages.rs"]
+mod stages;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use image::{Rgb, RgbImage};
 use serde_json::Value;
+use stages::{stage_statuses, status_of};
 
 fn fixture(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -103,27 +107,7 @@ fn statuses(task: &Path) -> Vec<(String, String)> {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).to_string();
     assert!(output.status.success(), "verdict run failed:\n{stderr}");
-    let table = stderr
-        .rsplit_once("stage      status")
-        .map(|(_, t)| t)
-        .unwrap_or("");
-    table
-        .lines()
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty())
-        .map(|l| {
-            let (stage, rest) = l.split_once(' ').unwrap_or((l, ""));
-            (stage.to_string(), rest.trim().to_string())
-        })
-        .collect()
-}
-
-fn status<'a>(statuses: &'a [(String, String)], stage: &str) -> &'a str {
-    statuses
-        .iter()
-        .find(|(s, _)| s == stage)
-        .map(|(_, s)| s.as_str())
-        .unwrap_or_else(|| panic!("no stage {stage} in {statuses:?}"))
+    stage_statuses(&stderr)
 }
 
 #[test]
@@ -139,7 +123,7 @@ fn candidates_are_compared_chosen_fine_tuned_and_cached() {
         "finetune",
         "evaluate",
     ] {
-        assert!(status(&first, stage).starts_with("ran"), "{first:?}");
+        assert!(status_of(&first, stage).starts_with("ran"), "{first:?}");
     }
 
     // Both candidates scored the same benchmark samples; the choice is the best macro-F1.
@@ -201,7 +185,7 @@ fn candidates_are_compared_chosen_fine_tuned_and_cached() {
         "evaluate",
     ] {
         assert!(
-            status(&second, stage).starts_with("up to date"),
+            status_of(&second, stage).starts_with("up to date"),
             "{second:?}"
         );
     }
@@ -210,10 +194,13 @@ fn candidates_are_compared_chosen_fine_tuned_and_cached() {
     write_task(dir.path(), 8);
     let third = statuses(&task);
     for stage in ["candidates", "select"] {
-        assert!(status(&third, stage).starts_with("up to date"), "{third:?}");
+        assert!(
+            status_of(&third, stage).starts_with("up to date"),
+            "{third:?}"
+        );
     }
     for stage in ["finetune", "evaluate"] {
-        assert!(status(&third, stage).starts_with("ran"), "{third:?}");
+        assert!(status_of(&third, stage).starts_with("ran"), "{third:?}");
     }
 }
 
