@@ -96,7 +96,7 @@ fn candidate_runs(workspace: &Workspace) -> Vec<String> {
 pub fn compared_runs(workspace: &Workspace, with_finetuned: bool) -> Vec<String> {
     let mut runs = Vec::new();
     if pipeline::has_model_stages(&workspace.task) {
-        runs.push("baseline".to_string());
+        runs.push(pipeline::BASELINE_RUN.to_string());
     }
     runs.extend(candidate_runs(workspace));
     if with_finetuned && workspace.task.finetune.enabled {

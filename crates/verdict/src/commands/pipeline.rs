@@ -36,9 +36,12 @@ pub struct ModelSummary {
     pub chosen: Option<String>,
 }
 
+/// Run folder and name of the text baseline among the compared models.
+pub const BASELINE_RUN: &str = "baseline";
+
 /// Where the baseline stage writes.
 pub fn baseline_dir(workspace: &Workspace) -> PathBuf {
-    workspace.root.join("runs/baseline")
+    workspace.root.join("runs").join(BASELINE_RUN)
 }
 
 /// Where the evaluation stage writes.
@@ -167,7 +170,7 @@ pub fn baseline_stage(workspace: &Workspace) -> anyhow::Result<Vec<PathBuf>> {
 
 /// The baseline's predictions file for `split`.
 pub fn predictions_path(workspace: &Workspace, split: Split) -> PathBuf {
-    baseline_dir(workspace).join(format!("predictions_{}.parquet", split.name()))
+    super::candidates::predictions_path(workspace, BASELINE_RUN, split)
 }
 
 /// The evaluation settings of the task (labels, policy, seed).
