@@ -167,12 +167,19 @@ pub fn render_sample_with(
             None => out_dir.to_path_buf(),
         };
         std::fs::create_dir_all(&folder).map_err(|e| RenderError::io(&folder, e))?;
-        let rendered: Vec<(RenderedView, Image)> = views
+        let rendered: Vec<(RenderedView, Option<Image>)> = views
             .par_iter()
             .map(|view| {
                 let image = renderer.render(&mesh, view, settings);
                 let path = folder.join(format!("{}.png", view.name));
                 write_png(&path, &image)?;
+                // Kept for the contact sheet, else its buffer serves the thread's next view.
+                let image = if settings.contact_sheet {
+                    Some(image)
+                } else {
+                    crate::raster::recycle(image);
+                    None
+                };
                 Ok((
                     RenderedView {
                         view: view.name.clone(),
@@ -184,7 +191,10 @@ pub fn render_sample_with(
             })
             .collect::<Result<_>>()?;
         if settings.contact_sheet {
-            let tiles: Vec<&Image> = rendered.iter().map(|(_, image)| image).collect();
+            let tiles: Vec<&Image> = rendered
+                .iter()
+                .filter_map(|(_, image)| image.as_ref())
+                .collect();
             if let Some(sheet) = contact_sheet(&tiles, settings.background) {
                 let path = folder.join(CONTACT_SHEET);
                 write_png(&path, &sheet)?;

@@ -47,6 +47,8 @@ const REUSE_TRIANGLES: usize = 1 << 20;
 /// Per-thread buffers reused from view to view.
 #[derive(Default)]
 struct Scratch {
+    /// Pixels of a finished image handed back with [`recycle`], for the next view.
+    pixels: Vec<u8>,
     screen: Vec<[(f32, f32, f32); 3]>,
     setups: Vec<Setup>,
     /// Indices into `setups`, grouped by band; band `k` is `bins[bin_start[k]..bin_start[k + 1]]`.
@@ -102,6 +104,7 @@ fn draw_view(
     band_samples: usize,
 ) -> Image {
     let Scratch {
+        pixels,
         screen,
         setups,
         bins,
@@ -114,7 +117,17 @@ fn draw_view(
     let size = settings.size as usize;
     let width = size * samples;
     let camera = Camera::new(view, settings.projection, width as u32, settings.fill);
-    let mut image = Image::new(settings.size, settings.size, settings.background);
+    // A recycled buffer of the right size keeps its stale pixels: every pixel is written
+    // below, the background around the object's rectangle and the rectangle by the resolve.
+    let mut image = Image {
+        width: settings.size,
+        height: settings.size,
+        pixels: std::mem::take(pixels),
+    };
+    if image.pixels.len() != size * size * 3 {
+        image.pixels.clear();
+        image.pixels.resize(size * size * 3, 0);
+    }
 
     project(screen, mesh, &camera);
     setups.clear();
@@ -130,6 +143,7 @@ fn draw_view(
         }
     }
     if setups.is_empty() {
+        fill_outside(&mut image, settings.background, 0..0, 0..0);
         return image;
     }
 
@@ -141,6 +155,12 @@ fn draw_view(
     let pixel_x1 = (high_x + 1).div_euclid(s).min(last_pixel);
     let pixel_y0 = (low_y - 1).div_euclid(s).max(0);
     let pixel_y1 = (high_y + 1).div_euclid(s).min(last_pixel);
+    fill_outside(
+        &mut image,
+        settings.background,
+        pixel_x0 as usize..pixel_x1 as usize + 1,
+        pixel_y0 as usize..pixel_y1 as usize + 1,
+    );
     // Their samples plus a one-sample border. Inside the image the border is background
     // (no triangle reaches it); outside, it repeats the edge sample, so an object cut by
     // the image edge gets no outline along it.
@@ -262,6 +282,50 @@ fn draw_view(
     image
 }
 
+/// Fills every pixel outside `columns` x `rows` with the background.
+fn fill_outside(
+    image: &mut Image,
+    background: [u8; 3],
+    columns: std::ops::Range<usize>,
+    rows: std::ops::Range<usize>,
+) {
+    let row_bytes = image.width as usize * 3;
+    let fill = |bytes: &mut [u8]| {
+        if background[0] == background[1] && background[1] == background[2] {
+            bytes.fill(background[0]);
+        } else {
+            for pixel in bytes.chunks_exact_mut(3) {
+                pixel.copy_from_slice(&background);
+            }
+        }
+    };
+    if rows.is_empty() || columns.is_empty() {
+        fill(&mut image.pixels);
+        return;
+    }
+    fill(&mut image.pixels[..rows.start * row_bytes]);
+    fill(&mut image.pixels[rows.end * row_bytes..]);
+    for line in
+        image.pixels[rows.start * row_bytes..rows.end * row_bytes].chunks_exact_mut(row_bytes)
+    {
+        fill(&mut line[..columns.start * 3]);
+        fill(&mut line[columns.end * 3..]);
+    }
+}
+
+/// Hands a finished image's pixel buffer back to this thread's renderer for its next view:
+/// saves allocating (and page-faulting) a fresh buffer per view.
+pub fn recycle(image: Image) {
+    SCRATCH.with(|spare| {
+        let mut spare = spare.borrow_mut();
+        if image.pixels.capacity() > spare.pixels.capacity()
+            && image.pixels.len() <= REUSE_SAMPLES * 3
+        {
+            spare.pixels = image.pixels;
+        }
+    });
+}
+
 /// Resolves the output rows whose samples are the sample rows `rows`.
 #[allow(clippy::too_many_arguments)]
 fn resolve_band(
@@ -323,6 +387,46 @@ mod tests {
             triangles,
         };
         PreparedMesh::new(&part, UpAxis::Z, Some(40.0)).expect("valid mesh")
+    }
+
+    #[test]
+    fn recycled_buffers_leave_no_trace() {
+        // A recycled buffer keeps the previous view's pixels; every one must be rewritten,
+        // whatever the object's rectangle, the background or an empty view.
+        let mesh = boxes();
+        let render = |settings: &RenderSettings, view: &ViewSpec| {
+            draw_view(&mut Scratch::default(), &mesh, view, settings, BAND_SAMPLES)
+        };
+        let views = ViewSpec::parse_list("front,top,az:30:el:-20").expect("views");
+        let mut previous = None;
+        for (round, view) in views.iter().cycle().take(6).enumerate() {
+            let settings = RenderSettings {
+                size: 48,
+                background: if round % 2 == 0 { [255; 3] } else { [10, 200, 30] },
+                fill: if round == 4 { 3.0 } else { 0.5 },
+                ..RenderSettings::default()
+            };
+            let mut scratch = Scratch::default();
+            if let Some(image) = previous.take() {
+                let image: Image = image;
+                scratch.pixels = image.pixels;
+            }
+            let reused = draw_view(&mut scratch, &mesh, view, &settings, BAND_SAMPLES);
+            assert_eq!(reused, render(&settings, view), "round {round}");
+            previous = Some(reused);
+        }
+        // An object filling the whole image: no background border is written at all.
+        let far = RenderSettings {
+            size: 48,
+            fill: 1000.0,
+            ..RenderSettings::default()
+        };
+        let mut scratch = Scratch {
+            pixels: vec![7; 48 * 48 * 3],
+            ..Scratch::default()
+        };
+        let image = draw_view(&mut scratch, &mesh, &views[0], &far, BAND_SAMPLES);
+        assert_eq!(image, render(&far, &views[0]));
     }
 
     #[test]

@@ -28,23 +28,12 @@ impl Image {
         [self.pixels[i], self.pixels[i + 1], self.pixels[i + 2]]
     }
 
-    /// PNG bytes. Fast deflate with the Paeth filter on every row: on these renders
-    /// (flat background, smooth gradients) it gives files as small as choosing a filter per
-    /// row (adaptive) at about 80% of the time; `Sub` or `Up` are faster still but give
-    /// files about a quarter larger, and the default deflate level is 4-5x slower for
-    /// files about 2.5x smaller (measured with the `bench_openscad` example's meshes).
+    /// PNG bytes: the Paeth filter on every row and fast deflate. On these renders (flat
+    /// background, smooth gradients) Paeth gives files as small as choosing a filter per
+    /// row; `Sub` or `Up` give files about a quarter larger, and the default deflate level
+    /// is 4-5x slower for files about 2.5x smaller. The bytes are those of the `png` crate
+    /// with these options, written faster by [`super::png`].
     pub fn encode_png(&self) -> Result<Vec<u8>, String> {
-        use image::codecs::png::{CompressionType, FilterType, PngEncoder};
-        use image::ImageEncoder;
-        let mut out = Vec::new();
-        PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Paeth)
-            .write_image(
-                &self.pixels,
-                self.width,
-                self.height,
-                image::ExtendedColorType::Rgb8,
-            )
-            .map_err(|e| e.to_string())?;
-        Ok(out)
+        super::png::encode_rgb(self.width, self.height, &self.pixels)
     }
 }

@@ -26,9 +26,10 @@
 
 mod cpu;
 mod image;
+mod png;
 mod resolve;
 mod shade;
 mod triangle;
 
-pub use cpu::{CpuRasterizer, Renderer};
+pub use cpu::{recycle, CpuRasterizer, Renderer};
 pub use image::Image;

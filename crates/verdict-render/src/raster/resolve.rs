@@ -40,8 +40,8 @@ pub(super) struct Resolver<'s, 'a> {
     /// (0: background), else [`MIXED`].
     classes: Vec<u32>,
     /// Scratch of [`Self::classify`].
-    same_down: Vec<u8>,
-    same_right: Vec<u8>,
+    same_down: Vec<u32>,
+    same_right: Vec<u32>,
 }
 
 /// Class of a pixel that needs per-sample work.
@@ -107,11 +107,16 @@ impl<'s, 'a> Resolver<'s, 'a> {
             let line = &mut pixels[out_y * self.size * 3..(out_y + 1) * self.size * 3];
             let line = &mut line[columns.start * 3..columns.end * 3];
             let y = (out_y * S) as f32 + centre_offset;
+            let count = classes.len();
             let mut k = 0;
-            while k < classes.len() {
+            while k < count {
                 let class = classes[k];
-                let run = classes[k..].iter().take_while(|&&c| c == class).count();
-                let out = &mut line[k * 3..(k + run) * 3];
+                let mut end = k + 1;
+                while end < count && classes[end] == class {
+                    end += 1;
+                }
+                let run = end - k;
+                let out = &mut line[k * 3..end * 3];
                 match class {
                     MIXED => {
                         for (j, pixel) in out.chunks_exact_mut(3).enumerate() {
@@ -124,8 +129,12 @@ impl<'s, 'a> Resolver<'s, 'a> {
                     }
                     0 => {
                         let background = self.background.map(|c| c as u8);
-                        for pixel in out.chunks_exact_mut(3) {
-                            pixel.copy_from_slice(&background);
+                        if background[0] == background[1] && background[1] == background[2] {
+                            out.fill(background[0]);
+                        } else {
+                            for pixel in out.chunks_exact_mut(3) {
+                                pixel.copy_from_slice(&background);
+                            }
                         }
                     }
                     id => {
@@ -143,7 +152,8 @@ impl<'s, 'a> Resolver<'s, 'a> {
     /// `first`: the id they all show, or [`MIXED`]. Compares whole sample rows at once
     /// (`same_down[p]`: column p shows one id from the row above the pixels' samples to
     /// the row below them; `same_right[p]`: each sample row shows one id at columns p and
-    /// p + 1), which vectorises, then combines S + 1 flags per pixel.
+    /// p + 1), as all-ones or zero masks, which vectorises, then combines S + 1 flags per
+    /// pixel without branches.
     fn classify<const S: usize>(
         &mut self,
         samples: &Samples,
@@ -156,25 +166,26 @@ impl<'s, 'a> Resolver<'s, 'a> {
         // Columns first - 1 ..= first + count * S: the pixels' samples and one on each side.
         let columns = count * S + 2;
         let row = |k: usize| &ids[first - 1 + k * stride - stride..][..columns];
+        let mask = |same: bool| u32::from(same).wrapping_neg();
         // Sample rows to compare vertically: with outlines, the rows above and below too.
         let (top, bottom) = if self.outlines { (0, S + 1) } else { (1, S) };
         let same_down = &mut self.same_down;
         same_down.clear();
-        same_down.resize(columns, 1);
+        same_down.resize(columns, u32::MAX);
         for k in top..bottom {
             let (upper, lower) = (row(k), row(k + 1));
             for ((flag, a), b) in same_down.iter_mut().zip(upper).zip(lower) {
-                *flag &= u8::from(a == b);
+                *flag &= mask(a == b);
             }
         }
         let same_right = &mut self.same_right;
         same_right.clear();
         same_right.resize(columns, 0);
-        same_right[..columns - 1].fill(1);
+        same_right[..columns - 1].fill(u32::MAX);
         for k in 1..=S {
             let line = row(k);
             for ((flag, a), b) in same_right.iter_mut().zip(line).zip(&line[1..]) {
-                *flag &= u8::from(a == b);
+                *flag &= mask(a == b);
             }
         }
         // Pixel i covers columns 1 + i*S ..= i*S + S. Uniform: every one of its columns is
@@ -183,29 +194,27 @@ impl<'s, 'a> Resolver<'s, 'a> {
         // pairs that cross a pixel boundary count as agreeing.
         if !self.outlines {
             for flag in same_right.iter_mut().step_by(S) {
-                *flag = 1;
+                *flag = u32::MAX;
             }
         }
         for (down, right) in same_down.iter_mut().zip(same_right.iter()) {
             *down &= right;
         }
+        // Pixel i: flags right[i*S] (its left neighbour) and both[i*S + 1 ..= i*S + S];
+        // MIXED is all ones, so `id | !uniform` is the id or MIXED.
         let both = &same_down[1..];
         let first_row = &row(1)[1..];
         classes.clear();
-        classes.extend(
-            both.chunks_exact(S)
-                .zip(same_right.iter().step_by(S))
-                .zip(first_row.iter().step_by(S))
-                .take(count)
-                .map(|((block, &left), &id)| {
-                    let uniform = block.iter().fold(left, |all, &flag| all & flag);
-                    if uniform == 1 {
-                        id
-                    } else {
-                        MIXED
-                    }
-                }),
-        );
+        classes.resize(count, 0);
+        for (((class, block), right), ids) in classes
+            .iter_mut()
+            .zip(both.chunks_exact(S))
+            .zip(same_right.chunks_exact(S))
+            .zip(first_row.chunks_exact(S))
+        {
+            let uniform = block.iter().fold(right[0], |all, &flag| all & flag);
+            *class = ids[0] | !uniform;
+        }
     }
 
     /// A pixel whose samples, or their neighbours, show different triangles: shaded once

@@ -129,27 +129,37 @@ impl Setup {
         let (x0, x1) = (i64::from(self.x0), i64::from(self.x1));
         let first_row = rows.start.max(self.y0);
         let end_row = rows.end.min(self.y1 + 1);
+        if first_row >= end_row {
+            return;
+        }
+        // Each edge bounds the span of a row from one side: with `start` the edge function
+        // at the row's sample x0 and `a = |step|` its change per sample, the bound is
+        // `x0 + floor(start / a)` (right end) or `x0 - floor(start / a)` (left end). The
+        // quotient and remainder are carried from row to row exactly (the row step is
+        // split once into whole steps of `a` and a remainder), so no row divides.
+        let mut edges = [EdgeWalk::default(); 3];
+        for (k, edge) in edges.iter_mut().enumerate() {
+            *edge = EdgeWalk::new(
+                self.row[k],
+                self.edge_dx[k],
+                self.edge_dy[k],
+                i64::from(first_row - self.y0),
+            );
+        }
         for y in first_row..end_row {
-            let dy = i64::from(y - self.y0);
-            // The covered span of this row, solved exactly from the integer edge functions
-            // (w_k(x) = start_k + step_k * (x - x0) >= 0).
             let mut first = x0;
             let mut last = x1;
-            for k in 0..3 {
-                let step_y = i64::from(self.edge_dx[k]) << SUBPIXEL_BITS;
-                let step = -i64::from(self.edge_dy[k]) << SUBPIXEL_BITS;
-                let start = self.row[k] + step_y * dy;
-                if step > 0 {
-                    // x - x0 >= ceil(-start / step)
-                    let need =
-                        (-start).div_euclid(step) + i64::from((-start).rem_euclid(step) != 0);
-                    first = first.max(x0 + need);
-                } else if step < 0 {
-                    // x - x0 <= floor(start / -step)
-                    last = last.min(x0 + start.div_euclid(-step));
-                } else if start < 0 {
-                    first = last + 1;
+            for edge in &mut edges {
+                match edge.kind {
+                    EdgeKind::Left => first = first.max(x0 - edge.quotient),
+                    EdgeKind::Right => last = last.min(x0 + edge.quotient),
+                    EdgeKind::Flat => {
+                        if edge.quotient < 0 {
+                            first = last + 1;
+                        }
+                    }
                 }
+                edge.next_row();
             }
             if first > last {
                 continue;
@@ -170,42 +180,88 @@ impl Setup {
     }
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum EdgeKind {
+    /// The edge function grows to the right: it bounds the span's first sample.
+    #[default]
+    Left,
+    /// It shrinks to the right: it bounds the last sample.
+    Right,
+    /// Horizontal edge: the whole row is inside or outside (`quotient` holds the edge
+    /// function itself).
+    Flat,
+}
+
+/// One edge function walked down the rows of a triangle: `quotient = floor(w / a)` and
+/// `remainder = w - quotient * a` for the edge function `w` at the row's sample x0 and
+/// `a` its change per sample.
+#[derive(Debug, Clone, Copy, Default)]
+struct EdgeWalk {
+    kind: EdgeKind,
+    quotient: i64,
+    remainder: i64,
+    divisor: i64,
+    step_quotient: i64,
+    step_remainder: i64,
+}
+
+impl EdgeWalk {
+    /// `row`: the edge function at (x0, y0); `dx`, `dy`: the edge vector; `rows`: rows
+    /// below y0 to start at.
+    #[inline]
+    fn new(row: i64, dx: i32, dy: i32, rows: i64) -> Self {
+        // Per sample right the function changes by -dy << 8, per row down by dx << 8.
+        let step_y = i64::from(dx) << SUBPIXEL_BITS;
+        let start = row + step_y * rows;
+        if dy == 0 {
+            return Self {
+                kind: EdgeKind::Flat,
+                quotient: start,
+                step_quotient: step_y,
+                ..Self::default()
+            };
+        }
+        let divisor = i64::from(dy.unsigned_abs()) << SUBPIXEL_BITS;
+        // The row step over the divisor is dx / |dy| (the shifts cancel): 32-bit division
+        // (|dy| < 2^31: corners are clamped to a few image widths).
+        let magnitude = dy.unsigned_abs() as i32;
+        Self {
+            kind: if dy < 0 {
+                EdgeKind::Left
+            } else {
+                EdgeKind::Right
+            },
+            quotient: start.div_euclid(divisor),
+            remainder: start.rem_euclid(divisor),
+            divisor,
+            step_quotient: i64::from(dx.div_euclid(magnitude)),
+            step_remainder: i64::from(dx.rem_euclid(magnitude)) << SUBPIXEL_BITS,
+        }
+    }
+
+    #[inline(always)]
+    fn next_row(&mut self) {
+        self.quotient += self.step_quotient;
+        self.remainder += self.step_remainder;
+        if self.remainder >= self.divisor && self.kind != EdgeKind::Flat {
+            self.remainder -= self.divisor;
+            self.quotient += 1;
+        }
+    }
+}
+
 /// Depth test along one span: sample `j` has depth `z_row + dz_dx * (skip + j)`. Written
-/// as lane-wise selects over fixed chunks, with no branches or carried state, so the
-/// compiler turns it into SIMD; the remainder does the same float operations, so a
-/// sample's result does not depend on where its span starts.
+/// as selects with no branches or carried state, so the compiler turns it into SIMD
+/// (the sample index is a small integer, exact as a float on every lane).
 #[inline]
 fn depth_span(depth: &mut [f32], ids: &mut [u32], id: u32, z_row: f32, dz_dx: f32, skip: i32) {
-    const LANES: usize = 8;
-    // Small integers are exact in f32, so `start + lane` equals `(skip + j) as f32` for
-    // every sample whichever chunk it falls in.
-    const LANE: [f32; LANES] = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0];
     let ids = &mut ids[..depth.len()];
-    let mut depth_chunks = depth.chunks_exact_mut(LANES);
-    let mut id_chunks = ids.chunks_exact_mut(LANES);
-    let mut j = skip;
-    for (d, slot) in (&mut depth_chunks).zip(&mut id_chunks) {
-        let start = j as f32;
-        let mut new_depth = [0f32; LANES];
-        let mut new_ids = [0u32; LANES];
-        for lane in 0..LANES {
-            let z = z_row + dz_dx * (start + LANE[lane]);
-            let mask = u32::from(z > d[lane]).wrapping_neg();
-            new_depth[lane] = f32::from_bits((z.to_bits() & mask) | (d[lane].to_bits() & !mask));
-            new_ids[lane] = (id & mask) | (slot[lane] & !mask);
-        }
-        d.copy_from_slice(&new_depth);
-        slot.copy_from_slice(&new_ids);
-        j += LANES as i32;
-    }
-    let start = j as f32;
-    let rest = depth_chunks.into_remainder();
-    for (lane, (d, slot)) in rest.iter_mut().zip(id_chunks.into_remainder()).enumerate() {
-        let z = z_row + dz_dx * (start + LANE[lane]);
-        if z > *d {
-            *d = z;
-            *slot = id;
-        }
+    for (j, (d, slot)) in depth.iter_mut().zip(ids.iter_mut()).enumerate() {
+        let z = z_row + dz_dx * (skip + j as i32) as f32;
+        // Bit selects with unconditional stores (a conditional store does not vectorise).
+        let mask = u32::from(z > *d).wrapping_neg();
+        *d = f32::from_bits((z.to_bits() & mask) | (d.to_bits() & !mask));
+        *slot = (id & mask) | (*slot & !mask);
     }
 }
 
