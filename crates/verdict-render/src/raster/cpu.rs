@@ -402,7 +402,11 @@ mod tests {
         for (round, view) in views.iter().cycle().take(6).enumerate() {
             let settings = RenderSettings {
                 size: 48,
-                background: if round % 2 == 0 { [255; 3] } else { [10, 200, 30] },
+                background: if round % 2 == 0 {
+                    [255; 3]
+                } else {
+                    [10, 200, 30]
+                },
                 fill: if round == 4 { 3.0 } else { 0.5 },
                 ..RenderSettings::default()
             };

@@ -169,25 +169,30 @@ impl<'s, 'a> Resolver<'s, 'a> {
         let mask = |same: bool| u32::from(same).wrapping_neg();
         // Sample rows to compare vertically: with outlines, the rows above and below too.
         let (top, bottom) = if self.outlines { (0, S + 1) } else { (1, S) };
+        // The first comparison sets the flags, the others narrow them (every flag is
+        // written, so the buffers are only resized, never cleared).
         let same_down = &mut self.same_down;
-        same_down.clear();
-        same_down.resize(columns, u32::MAX);
+        same_down.resize(columns, 0);
+        if top == bottom {
+            // One sample row and no outlines: nothing to compare vertically.
+            same_down.fill(u32::MAX);
+        }
         for k in top..bottom {
             let (upper, lower) = (row(k), row(k + 1));
             for ((flag, a), b) in same_down.iter_mut().zip(upper).zip(lower) {
-                *flag &= mask(a == b);
+                *flag = mask(a == b) & if k == top { u32::MAX } else { *flag };
             }
         }
         let same_right = &mut self.same_right;
-        same_right.clear();
         same_right.resize(columns, 0);
-        same_right[..columns - 1].fill(u32::MAX);
         for k in 1..=S {
             let line = row(k);
             for ((flag, a), b) in same_right.iter_mut().zip(line).zip(&line[1..]) {
-                *flag &= mask(a == b);
+                *flag = mask(a == b) & if k == 1 { u32::MAX } else { *flag };
             }
         }
+        // The last column has no right neighbour in the buffer (and no pixel uses it).
+        same_right[columns - 1] = 0;
         // Pixel i covers columns 1 + i*S ..= i*S + S. Uniform: every one of its columns is
         // the same down, and neighbouring columns agree from i*S (its left neighbour) to
         // i*S + S (its right neighbour). Without outlines, neighbours do not matter: the
@@ -204,7 +209,6 @@ impl<'s, 'a> Resolver<'s, 'a> {
         // MIXED is all ones, so `id | !uniform` is the id or MIXED.
         let both = &same_down[1..];
         let first_row = &row(1)[1..];
-        classes.clear();
         classes.resize(count, 0);
         for (((class, block), right), ids) in classes
             .iter_mut()

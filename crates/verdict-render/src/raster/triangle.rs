@@ -147,19 +147,29 @@ impl Setup {
             );
         }
         for y in first_row..end_row {
+            // Selects rather than branches: the pattern of edge kinds changes from one
+            // triangle to the next, which a branch predictor cannot learn.
             let mut first = x0;
             let mut last = x1;
+            let mut empty = false;
             for edge in &mut edges {
-                match edge.kind {
-                    EdgeKind::Left => first = first.max(x0 - edge.quotient),
-                    EdgeKind::Right => last = last.min(x0 + edge.quotient),
-                    EdgeKind::Flat => {
-                        if edge.quotient < 0 {
-                            first = last + 1;
-                        }
-                    }
-                }
+                let left = x0 - edge.quotient;
+                let right = x0 + edge.quotient;
+                first = if edge.kind == EdgeKind::Left {
+                    first.max(left)
+                } else {
+                    first
+                };
+                last = if edge.kind == EdgeKind::Right {
+                    last.min(right)
+                } else {
+                    last
+                };
+                empty |= (edge.kind == EdgeKind::Flat) & (edge.quotient < 0);
                 edge.next_row();
+            }
+            if empty {
+                continue;
             }
             if first > last {
                 continue;
@@ -214,9 +224,11 @@ impl EdgeWalk {
         let step_y = i64::from(dx) << SUBPIXEL_BITS;
         let start = row + step_y * rows;
         if dy == 0 {
+            // A divisor of 1: the quotient is the edge function itself, never carried.
             return Self {
                 kind: EdgeKind::Flat,
                 quotient: start,
+                divisor: 1,
                 step_quotient: step_y,
                 ..Self::default()
             };
@@ -241,12 +253,10 @@ impl EdgeWalk {
 
     #[inline(always)]
     fn next_row(&mut self) {
-        self.quotient += self.step_quotient;
         self.remainder += self.step_remainder;
-        if self.remainder >= self.divisor && self.kind != EdgeKind::Flat {
-            self.remainder -= self.divisor;
-            self.quotient += 1;
-        }
+        let carry = self.remainder >= self.divisor;
+        self.remainder -= if carry { self.divisor } else { 0 };
+        self.quotient += self.step_quotient + i64::from(carry);
     }
 }
 
