@@ -73,19 +73,42 @@ def embedding(args):
     return {"encode_seconds": seconds, "n_texts": len(texts), "threads": torch.get_num_threads()}
 
 
+def gemm(args):
+    """Seconds per (m, k) x (k, n) float32 product with torch on CPU (best of --repeats)."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    generator = torch.Generator().manual_seed(0)
+    lhs = torch.randn(args.m, args.k, generator=generator)
+    rhs = torch.randn(args.k, args.n, generator=generator)
+    out = torch.empty(args.m, args.n)
+    torch.matmul(lhs, rhs, out=out)
+    times = []
+    for _ in range(args.repeats):
+        started = time.perf_counter()
+        torch.matmul(lhs, rhs, out=out)
+        times.append(time.perf_counter() - started)
+    return {"seconds": times, "threads": torch.get_num_threads()}
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["tfidf", "embedding"])
+    parser.add_argument("mode", choices=["tfidf", "embedding", "gemm"])
     parser.add_argument("--train")
-    parser.add_argument("--test", required=True)
+    parser.add_argument("--test")
     parser.add_argument("--predictions")
     parser.add_argument("--max-features", type=int, default=10000)
     parser.add_argument("--model-dir")
     parser.add_argument("--embeddings")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--m", type=int, default=4096)
+    parser.add_argument("--k", type=int, default=384)
+    parser.add_argument("--n", type=int, default=1536)
+    parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
-    result = tfidf(args) if args.mode == "tfidf" else embedding(args)
+    modes = {"tfidf": tfidf, "embedding": embedding, "gemm": gemm}
+    result = modes[args.mode](args)
     print(json.dumps(result))
 
 

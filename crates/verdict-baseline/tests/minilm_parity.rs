@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
-use verdict_baseline::embed::SentenceEncoder;
+use verdict_baseline::embed::{Kernels, SentenceEncoder};
 
 fn model_dir() -> PathBuf {
     let data_dir = std::env::var_os("VERDICT_DATA_DIR").map_or_else(
@@ -68,7 +68,17 @@ fn minilm_embeddings_match_sentence_transformers() {
     }
     assert!(sentences.len() >= 10);
 
-    let actual = encoder.encode(&sentences).expect("encode");
+    // Both implementations of the transformer: the fused kernels (the default) and the
+    // candle graph they replace.
+    let fused = encoder.encode(&sentences).expect("encode");
+    let encoder = encoder.with_kernels(Kernels::Candle);
+    let candle = encoder.encode(&sentences).expect("encode");
+    for (kernels, actual) in [("fused", fused), ("candle", candle)] {
+        check(kernels, &actual, &expected);
+    }
+}
+
+fn check(kernels: &str, actual: &[f32], expected: &[Vec<f64>]) {
     for (i, want) in expected.iter().enumerate() {
         let got = &actual[i * 384..(i + 1) * 384];
         let dot: f64 = got.iter().zip(want).map(|(a, b)| f64::from(*a) * b).sum();
@@ -83,10 +93,13 @@ fn minilm_embeddings_match_sentence_transformers() {
             .iter()
             .zip(want)
             .fold(0.0f64, |m, (a, b)| m.max((f64::from(*a) - b).abs()));
-        assert!(cosine >= 1.0 - 1e-4, "sentence {i}: cosine {cosine}");
+        assert!(
+            cosine >= 1.0 - 1e-4,
+            "{kernels}, sentence {i}: cosine {cosine}"
+        );
         assert!(
             max_diff <= 1e-4,
-            "sentence {i}: max abs difference {max_diff}"
+            "{kernels}, sentence {i}: max abs difference {max_diff}"
         );
     }
 }

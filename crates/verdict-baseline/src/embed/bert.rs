@@ -9,6 +9,7 @@ use candle_nn::{
 use rayon::prelude::*;
 use serde::Deserialize;
 
+use super::fused::{self, FusedBert, FusedLayer};
 use super::ops::{bias_gelu_erf, softmax_last_dim};
 
 /// The fields of a checkpoint's `config.json` that inference needs.
@@ -291,6 +292,32 @@ impl Layer {
 pub struct BertModel {
     embeddings: Embeddings,
     layers: Vec<Layer>,
+    hidden: usize,
+    intermediate: usize,
+    heads: usize,
+    eps: f64,
+}
+
+fn values(t: &Tensor) -> candle_core::Result<Vec<f32>> {
+    t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()
+}
+
+fn fused_linear(dense: &Dense) -> candle_core::Result<fused::Linear> {
+    let weight_t = values(&dense.weight_t)?;
+    let bias = match &dense.bias {
+        Some(bias) => values(bias)?,
+        None => vec![0.0; dense.weight_t.dim(1)?],
+    };
+    Ok(fused::Linear { weight_t, bias })
+}
+
+fn fused_norm(norm: &LayerNorm) -> candle_core::Result<fused::Norm> {
+    let gamma = values(norm.weight())?;
+    let beta = match norm.bias() {
+        Some(bias) => values(bias)?,
+        None => vec![0.0; gamma.len()],
+    };
+    Ok(fused::Norm { gamma, beta })
 }
 
 impl BertModel {
@@ -318,7 +345,44 @@ impl BertModel {
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| Layer::new(cfg, vb.pp("encoder").pp("layer").pp(i)))
             .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(Self { embeddings, layers })
+        Ok(Self {
+            embeddings,
+            layers,
+            hidden: cfg.hidden_size,
+            intermediate: cfg.intermediate_size,
+            heads: cfg.num_attention_heads,
+            eps: cfg.layer_norm_eps,
+        })
+    }
+
+    /// The same weights laid out for the fused CPU kernels (a copy: the model keeps its own).
+    pub(super) fn fused(&self) -> candle_core::Result<FusedBert> {
+        let e = &self.embeddings;
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                Ok(FusedLayer {
+                    qkv: fused_linear(&l.qkv)?,
+                    attention_output: fused_linear(&l.attention_output)?,
+                    attention_norm: fused_norm(&l.attention_norm)?,
+                    intermediate: fused_linear(&l.intermediate)?,
+                    output: fused_linear(&l.output)?,
+                    output_norm: fused_norm(&l.output_norm)?,
+                })
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(FusedBert {
+            words: values(e.word_embeddings.embeddings())?,
+            positions: values(e.position_embeddings.embeddings())?,
+            token_types: values(e.token_type_embeddings.embeddings())?,
+            embedding_norm: fused_norm(&e.layer_norm)?,
+            layers,
+            hidden: self.hidden,
+            intermediate: self.intermediate,
+            heads: self.heads,
+            eps: self.eps as f32,
+        })
     }
 
     /// Token embeddings of the last layer.
@@ -393,4 +457,58 @@ pub fn l2_normalize(xs: &Tensor) -> candle_core::Result<Tensor> {
         .sqrt()?
         .clamp(1e-12, f64::INFINITY)?;
     xs.broadcast_div(&norms)
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+    use candle_nn::VarMap;
+
+    use super::*;
+
+    /// A small random BERT: the fused kernels against the candle graph on packed sequences
+    /// of uneven lengths (several token blocks, a one-token text).
+    #[test]
+    fn fused_kernels_match_the_candle_graph() {
+        let cfg: BertConfig = serde_json::from_value(serde_json::json!({
+            "vocab_size": 50, "hidden_size": 32, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "intermediate_size": 64,
+            "max_position_embeddings": 64, "type_vocab_size": 2
+        }))
+        .expect("config");
+        let device = Device::Cpu;
+        let map = VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &device);
+        BertModel::new(&cfg, vb.clone()).expect("create variables");
+        // Every parameter random (layer norms included), then build the model on them.
+        for (i, var) in map.all_vars().iter().enumerate() {
+            let values = Tensor::randn(0f32, 0.5, var.shape(), &device)
+                .and_then(|t| t.affine(1.0, if i % 3 == 0 { 0.5 } else { 0.0 }))
+                .expect("random");
+            var.set(&values).expect("set");
+        }
+        let model = BertModel::new(&cfg, vb).expect("model");
+        let fused = model.fused().expect("fused");
+
+        let lengths = [23usize, 1, 40, 17, 9];
+        let total: usize = lengths.iter().sum();
+        let ids: Vec<u32> = (0..total as u32).map(|i| (i * 7 + 3) % 50).collect();
+        let types: Vec<u32> = (0..total as u32).map(|i| u32::from(i % 5 == 0)).collect();
+        let expected = model
+            .forward_packed(
+                &Tensor::new(ids.as_slice(), &device).expect("ids"),
+                &Tensor::new(types.as_slice(), &device).expect("types"),
+                &lengths,
+            )
+            .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+            .expect("candle forward");
+        let mut work = fused.workspace(total);
+        let actual = fused.forward(&ids, &types, &lengths, &mut work);
+        assert_eq!(actual.len(), expected.len());
+        let worst = actual
+            .iter()
+            .zip(&expected)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(worst < 1e-5, "max abs difference {worst}");
+    }
 }

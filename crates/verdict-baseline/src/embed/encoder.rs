@@ -17,6 +17,7 @@ use serde::Deserialize;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use super::bert::{BertConfig, BertModel};
+use super::fused::{FusedBert, Workspace};
 use crate::error::{BaselineError, Result};
 
 /// Texts per forward pass (sentence-transformers' default `batch_size`).
@@ -59,6 +60,17 @@ struct ModelType {
     model_type: Option<String>,
 }
 
+/// Which implementation of the transformer runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kernels {
+    /// This crate's fused CPU kernels over preallocated buffers (the default).
+    #[default]
+    Fused,
+    /// The same computation as a graph of candle tensor operations: slower, kept as the
+    /// reference that the fused kernels are tested against.
+    Candle,
+}
+
 /// How token embeddings become one sentence vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pooling {
@@ -70,6 +82,9 @@ pub enum Pooling {
 pub struct SentenceEncoder {
     directory: PathBuf,
     model: BertModel,
+    fused: FusedBert,
+    vocab_size: usize,
+    type_vocab_size: usize,
     tokenizer: Tokenizer,
     max_seq_length: usize,
     do_lower_case: bool,
@@ -78,6 +93,7 @@ pub struct SentenceEncoder {
     dimension: usize,
     device: Device,
     batch_size: usize,
+    kernels: Kernels,
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
@@ -185,9 +201,15 @@ impl SentenceEncoder {
         let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &device)?;
         let model = BertModel::new(&config, vb)
             .map_err(|e| BaselineError::format(&weights_path, e.to_string()))?;
+        let fused = model
+            .fused()
+            .map_err(|e| BaselineError::format(&weights_path, e.to_string()))?;
         Ok(Self {
             directory: directory.to_path_buf(),
             model,
+            fused,
+            vocab_size: config.vocab_size,
+            type_vocab_size: config.type_vocab_size,
             tokenizer,
             max_seq_length,
             do_lower_case: sbert.do_lower_case,
@@ -196,12 +218,19 @@ impl SentenceEncoder {
             dimension: config.hidden_size,
             device,
             batch_size: DEFAULT_BATCH_SIZE,
+            kernels: Kernels::default(),
         })
     }
 
     /// Texts per forward pass.
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// Which implementation runs the transformer.
+    pub fn with_kernels(mut self, kernels: Kernels) -> Self {
+        self.kernels = kernels;
         self
     }
 
@@ -261,10 +290,10 @@ impl SentenceEncoder {
         // Longest first, so each batch pads little (sentence-transformers sorts by length too).
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].0.len()));
-        let mut out = vec![0f32; texts.len() * self.dimension];
+        // Up to `batch_size` texts and `MAX_PACK_TOKENS` tokens per forward pass.
+        let mut packs = Vec::new();
         let mut start = 0;
         while start < order.len() {
-            // Up to `batch_size` texts and `MAX_PACK_TOKENS` tokens per forward pass.
             let mut end = start;
             let mut tokens = 0;
             while end < order.len()
@@ -274,12 +303,21 @@ impl SentenceEncoder {
                 tokens += encoded[order[end]].0.len();
                 end += 1;
             }
-            let pack = &order[start..end];
-            let rows = self.encode_pack(pack.iter().map(|&i| &encoded[i]))?;
+            packs.push((start..end, tokens));
+            start = end;
+        }
+        let largest = packs.iter().map(|(_, tokens)| *tokens).max().unwrap_or(0);
+        let mut workspace = match self.kernels {
+            Kernels::Fused => Some(self.fused.workspace(largest)),
+            Kernels::Candle => None,
+        };
+        let mut out = vec![0f32; texts.len() * self.dimension];
+        for (range, _) in packs {
+            let pack = &order[range];
+            let rows = self.encode_pack(pack.iter().map(|&i| &encoded[i]), workspace.as_mut())?;
             for (&i, row) in pack.iter().zip(rows.chunks(self.dimension)) {
                 out[i * self.dimension..(i + 1) * self.dimension].copy_from_slice(row);
             }
-            start = end;
         }
         Ok(out)
     }
@@ -291,6 +329,7 @@ impl SentenceEncoder {
     fn encode_pack<'a>(
         &self,
         pack: impl Iterator<Item = &'a (Vec<u32>, Vec<u32>)>,
+        workspace: Option<&mut Workspace>,
     ) -> Result<Vec<f32>> {
         let mut ids = Vec::new();
         let mut types = Vec::new();
@@ -300,14 +339,33 @@ impl SentenceEncoder {
             types.extend_from_slice(type_ids);
             lengths.push(token_ids.len());
         }
-        let total = ids.len();
-        let ids = Tensor::from_vec(ids, total, &self.device)?;
-        let types = Tensor::from_vec(types, total, &self.device)?;
-        let tokens = self
-            .model
-            .forward_packed(&ids, &types, &lengths)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
+        if let Some(id) = ids.iter().find(|&&id| id as usize >= self.vocab_size) {
+            return Err(BaselineError::Encoder(format!(
+                "token id {id} is outside the vocabulary of {} (tokenizer and model disagree)",
+                self.vocab_size
+            )));
+        }
+        if let Some(t) = types.iter().find(|&&t| t as usize >= self.type_vocab_size) {
+            return Err(BaselineError::Encoder(format!(
+                "token type {t} is outside the {} token types",
+                self.type_vocab_size
+            )));
+        }
+        let candle_tokens;
+        let tokens: &[f32] = match workspace {
+            Some(work) => self.fused.forward(&ids, &types, &lengths, work),
+            None => {
+                let total = ids.len();
+                let ids = Tensor::from_vec(ids, total, &self.device)?;
+                let types = Tensor::from_vec(types, total, &self.device)?;
+                candle_tokens = self
+                    .model
+                    .forward_packed(&ids, &types, &lengths)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
+                &candle_tokens
+            }
+        };
         let h = self.dimension;
         let mut out = vec![0f32; lengths.len() * h];
         let mut offset = 0;

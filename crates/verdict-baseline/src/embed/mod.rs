@@ -3,8 +3,11 @@
 
 mod bert;
 mod encoder;
+mod fused;
+mod kernels;
+mod matmul;
 mod ops;
 
 pub use bert::{l2_normalize, mean_pool, BertConfig, BertModel};
-pub use encoder::{Pooling, SentenceEncoder, DEFAULT_BATCH_SIZE};
+pub use encoder::{Kernels, Pooling, SentenceEncoder, DEFAULT_BATCH_SIZE};
 pub use ops::{bias_gelu_erf, erf_f32, exp_f32, softmax_last_dim};
