@@ -100,6 +100,9 @@ impl<'a> Shader<'a> {
 /// the last place is 1, then stepping down where that rounded up. Checked against the cast
 /// for every float from -2 to 300 and for NaN and the infinities.
 #[inline(always)]
+// `max` then `min` rather than `clamp`: `max` turns NaN into 0, as the cast does, where
+// `clamp` would keep the NaN.
+#[allow(clippy::manual_clamp)]
 pub(super) fn channel_byte(value: f32) -> u32 {
     const MAGIC: f32 = 8_388_608.0;
     let clamped = value.max(0.0).min(255.0);
