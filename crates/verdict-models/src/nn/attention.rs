@@ -2,6 +2,7 @@
 
 use candle_core::{DType, Device, Tensor};
 
+use super::gpu;
 use super::ops::softmax_last_dim;
 use crate::Result;
 
@@ -94,6 +95,9 @@ pub fn scaled_dot_product_attention(
         )));
     }
     let n_rep = heads / kv_heads;
+    if let Some(out) = fused_attention(q, k, v, mask, scale, n_rep)? {
+        return Ok(out);
+    }
     let k = repeat_kv(k, n_rep)?;
     let v = repeat_kv(v, n_rep)?;
     let dtype = q.dtype();
@@ -118,6 +122,51 @@ pub fn scaled_dot_product_attention(
     };
     let weights = softmax_last_dim(&scores)?.to_dtype(dtype)?;
     Ok(weights.matmul(&v.contiguous()?)?)
+}
+
+/// GPU inference in bf16 through the kernels of [`super::gpu`]: heads gathered (and key/value
+/// heads repeated) in one pass each, the scale and mask applied inside the softmax, no score
+/// casts. `None` when those kernels do not apply.
+fn fused_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    scale: f64,
+    n_rep: usize,
+) -> Result<Option<Tensor>> {
+    let contiguous = |t: &Tensor, rep: usize| -> Result<Option<Tensor>> {
+        if rep == 1 && t.is_contiguous() {
+            return Ok(Some(t.clone()));
+        }
+        gpu::gather_heads(t, rep, 1.0, None)
+    };
+    let (Some(q), Some(k), Some(v)) = (
+        contiguous(q, 1)?,
+        contiguous(k, n_rep)?,
+        contiguous(v, n_rep)?,
+    ) else {
+        return Ok(None);
+    };
+    let scores = q.matmul(&k.t()?)?;
+    let Some(weights) = gpu::scaled_masked_softmax(&scores, mask, scale as f32)? else {
+        return Ok(None);
+    };
+    Ok(Some(weights.matmul(&v)?))
+}
+
+/// Joins attention heads back into one hidden vector per position.
+///
+/// # Shapes
+/// `xs`: `(batch, heads, seq, head_dim)` -> `(batch, seq, heads * head_dim)`.
+pub fn merge_heads(xs: &Tensor) -> Result<Tensor> {
+    let (b, heads, s, d) = xs.dims4()?;
+    let bshd = xs.transpose(1, 2)?;
+    let merged = match gpu::gather_heads(&bshd, 1, 1.0, None)? {
+        Some(merged) => merged,
+        None => bshd,
+    };
+    Ok(merged.reshape((b, s, heads * d))?)
 }
 
 #[cfg(test)]

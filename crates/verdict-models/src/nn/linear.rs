@@ -80,11 +80,18 @@ impl LinearLayer for Linear {
         // 2-D product; a strided input (e.g. the last position of each sequence) would instead
         // take its broadcast path, which copies the weight once per batch row: for a language
         // model head that copy cost more than the whole rest of the forward on a GPU.
-        let layer = candle_nn::Linear::new(self.weight.clone(), self.bias.clone());
-        if xs.is_contiguous() {
-            Ok(layer.forward(xs)?)
+        let layer = candle_nn::Linear::new(self.weight.clone(), None);
+        let product = if xs.is_contiguous() {
+            layer.forward(xs)?
         } else {
-            Ok(layer.forward(&xs.contiguous()?)?)
+            layer.forward(&xs.contiguous()?)?
+        };
+        match &self.bias {
+            None => Ok(product),
+            Some(bias) => match super::gpu::bias_add(&product, bias)? {
+                Some(out) => Ok(out),
+                None => Ok(product.broadcast_add(bias)?),
+            },
         }
     }
 }

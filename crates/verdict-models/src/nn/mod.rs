@@ -8,11 +8,12 @@
 
 pub mod attention;
 pub mod builder;
+pub mod gpu;
 pub mod linear;
 pub mod norm;
 pub mod ops;
 
-pub use attention::{attention_mask, scaled_dot_product_attention};
+pub use attention::{attention_mask, merge_heads, scaled_dot_product_attention};
 pub use builder::LayerBuilder;
 pub use linear::{DefaultLinearFactory, Linear, LinearFactory, LinearLayer, LinearSpec};
 pub use norm::{LayerNorm, RmsNorm};

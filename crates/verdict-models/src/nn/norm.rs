@@ -4,6 +4,7 @@ use candle_core::{DType, Tensor, D};
 use candle_nn::Init;
 
 use super::builder::LayerBuilder;
+use super::gpu;
 use crate::Result;
 
 /// Whether candle's fused norm kernel computes what the reference does: always in f32; in
@@ -35,6 +36,9 @@ impl RmsNorm {
     /// # Shapes
     /// `xs`: `(.., size)`; the result has the same shape.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if let Some((normed, _)) = gpu::norm(xs, None, &self.weight, None, self.eps)? {
+            return Ok(normed);
+        }
         if !xs.track_op() && !self.weight.track_op() && fused_is_exact(xs, &self.weight) {
             // Inference: the fused kernel also accumulates in f32; it applies the weight before
             // the final cast, which differs from the reference only by one rounding.
@@ -50,6 +54,21 @@ impl RmsNorm {
         let inv = (variance + self.eps)?.sqrt()?.recip()?;
         let normed = xs32.broadcast_mul(&inv)?.to_dtype(dtype)?;
         Ok(normed.broadcast_mul(&self.weight)?)
+    }
+
+    /// The residual add before a norm: returns `(xs + delta, norm(xs + delta))`, in one
+    /// kernel on GPUs.
+    ///
+    /// # Shapes
+    /// `xs`, `delta`: `(.., size)`; both results have the same shape.
+    pub fn forward_add(&self, xs: &Tensor, delta: &Tensor) -> Result<(Tensor, Tensor)> {
+        if let Some((normed, Some(sum))) = gpu::norm(xs, Some(delta), &self.weight, None, self.eps)?
+        {
+            return Ok((sum, normed));
+        }
+        let sum = (xs + delta)?;
+        let normed = self.forward(&sum)?;
+        Ok((sum, normed))
     }
 }
 
@@ -72,6 +91,9 @@ impl LayerNorm {
     /// # Shapes
     /// `xs`: `(.., size)`; the result has the same shape.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if let Some((normed, _)) = gpu::norm(xs, None, &self.weight, Some(&self.bias), self.eps)? {
+            return Ok(normed);
+        }
         if !xs.track_op()
             && !self.weight.track_op()
             && !self.bias.track_op()
@@ -98,6 +120,22 @@ impl LayerNorm {
             .broadcast_mul(&weight)?
             .broadcast_add(&bias)?
             .to_dtype(dtype)?)
+    }
+
+    /// The residual add before a norm: returns `(xs + delta, norm(xs + delta))`, in one
+    /// kernel on GPUs.
+    ///
+    /// # Shapes
+    /// `xs`, `delta`: `(.., size)`; both results have the same shape.
+    pub fn forward_add(&self, xs: &Tensor, delta: &Tensor) -> Result<(Tensor, Tensor)> {
+        if let Some((normed, Some(sum))) =
+            gpu::norm(xs, Some(delta), &self.weight, Some(&self.bias), self.eps)?
+        {
+            return Ok((sum, normed));
+        }
+        let sum = (xs + delta)?;
+        let normed = self.forward(&sum)?;
+        Ok((sum, normed))
     }
 }
 

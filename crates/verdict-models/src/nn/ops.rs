@@ -136,12 +136,30 @@ impl Activation {
     }
 
     pub fn forward(self, xs: &Tensor) -> Result<Tensor> {
+        if self == Self::GeluTanh {
+            if let Some(out) = super::gpu::gelu_tanh(xs)? {
+                return Ok(out);
+            }
+        }
         Ok(match self {
             Self::Silu => xs.silu()?,
             Self::GeluErf => xs.gelu_erf()?,
             Self::GeluTanh => xs.gelu()?,
             Self::Relu => xs.relu()?,
         })
+    }
+
+    /// `act(gate) * up`, the gated MLP of Llama-style decoders (one kernel for SiLU on GPUs).
+    ///
+    /// # Shapes
+    /// `gate`, `up`: the same shape; the result has it too.
+    pub fn forward_gated(self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+        if self == Self::Silu {
+            if let Some(out) = super::gpu::swiglu(gate, up)? {
+                return Ok(out);
+            }
+        }
+        Ok((self.forward(gate)? * up)?)
     }
 }
 

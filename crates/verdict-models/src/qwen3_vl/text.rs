@@ -8,7 +8,7 @@ use candle_nn::Init;
 
 use super::config::TextConfig;
 use crate::nn::ops::{apply_rotary, Activation};
-use crate::nn::{scaled_dot_product_attention, LayerBuilder, LinearLayer, RmsNorm};
+use crate::nn::{merge_heads, scaled_dot_product_attention, LayerBuilder, LinearLayer, RmsNorm};
 use crate::{Error, Result};
 
 /// Keys and values of every layer for the tokens seen so far.
@@ -140,10 +140,7 @@ impl Attention {
         };
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let out = scaled_dot_product_attention(&q, &k, &v, mask, scale)?;
-        let out = out
-            .transpose(1, 2)?
-            .reshape((b, s, self.num_heads * self.head_dim))?;
-        self.o_proj.forward(&out)
+        self.o_proj.forward(&merge_heads(&out)?)
     }
 }
 
@@ -188,12 +185,12 @@ impl DecoderLayer {
         let attn =
             self.self_attn
                 .forward(&self.input_layernorm.forward(xs)?, cos, sin, mask, cache)?;
-        let xs = (xs + attn)?;
-        let normed = self.post_attention_layernorm.forward(&xs)?;
-        let gate = self.act.forward(&self.gate_proj.forward(&normed)?)?;
-        let mlp = self
-            .down_proj
-            .forward(&(gate * self.up_proj.forward(&normed)?)?)?;
+        let (xs, normed) = self.post_attention_layernorm.forward_add(xs, &attn)?;
+        let gated = self.act.forward_gated(
+            &self.gate_proj.forward(&normed)?,
+            &self.up_proj.forward(&normed)?,
+        )?;
+        let mlp = self.down_proj.forward(&gated)?;
         Ok((xs + mlp)?)
     }
 }

@@ -9,7 +9,9 @@ use candle_nn::Init;
 use super::config::VisionConfig;
 use super::rope::{vision_patch_positions, VisionRotary};
 use crate::nn::ops::{apply_rotary, Activation};
-use crate::nn::{scaled_dot_product_attention, LayerBuilder, LayerNorm, LinearLayer};
+use crate::nn::{
+    gpu, merge_heads, scaled_dot_product_attention, LayerBuilder, LayerNorm, LinearLayer,
+};
 use crate::{Error, Result};
 
 /// Output of the vision tower for a batch of images.
@@ -123,6 +125,9 @@ impl VisionAttention {
             .qkv
             .forward(xs)?
             .reshape((patches, 3, self.num_heads, self.head_dim))?;
+        if let Some(out) = self.fused_frames(&qkv, cos, sin, chunks)? {
+            return self.proj.forward(&out);
+        }
         let rotate = |i: usize| -> Result<Tensor> {
             let part = qkv.narrow(1, i, 1)?.squeeze(1)?.to_dtype(DType::F32)?;
             Ok(apply_rotary(&part, cos, sin)?.to_dtype(dtype)?)
@@ -169,6 +174,61 @@ impl VisionAttention {
     }
 }
 
+impl VisionAttention {
+    /// Same-sized frames on a GPU in bf16: rotary, head split and the f32 rounding of the
+    /// reference done by one gather kernel per q/k/v, the softmax by one kernel, heads merged by
+    /// one more. `None` when the kernels do not apply (CPU, f32, frames of different sizes).
+    ///
+    /// # Shapes
+    /// `qkv`: `(patches, 3, heads, head_dim)`; `cos`, `sin`: `(patches, 1, head_dim)` f32;
+    /// returns `(patches, hidden)`.
+    fn fused_frames(
+        &self,
+        qkv: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        chunks: &[usize],
+    ) -> Result<Option<Tensor>> {
+        let patches = qkv.dim(0)?;
+        let Some(&len) = chunks.first() else {
+            return Ok(None);
+        };
+        if !chunks.iter().all(|&c| c == len) || len * chunks.len() != patches {
+            return Ok(None);
+        }
+        let frames = chunks.len();
+        let (heads, d) = (self.num_heads, self.head_dim);
+        let half =
+            |t: &Tensor| -> Result<Tensor> { Ok(t.squeeze(1)?.narrow(1, 0, d / 2)?.contiguous()?) };
+        let (cos, sin) = (half(cos)?, half(sin)?);
+        let rope = gpu::RopeTables {
+            cos: &cos,
+            sin: &sin,
+            row_per_i0: len,
+            row_per_i2: 1,
+        };
+        let grouped = qkv.reshape((frames, len, 3, heads, d))?;
+        // (frames, heads, len, d) views of q, k and v inside the projection output.
+        let part = |i: usize| -> Result<Tensor> {
+            Ok(grouped.narrow(2, i, 1)?.squeeze(2)?.transpose(1, 2)?)
+        };
+        let (Some(q), Some(k), Some(v)) = (
+            gpu::gather_heads(&part(0)?, 1, 1.0, Some(rope))?,
+            gpu::gather_heads(&part(1)?, 1, 1.0, Some(rope))?,
+            gpu::gather_heads(&part(2)?, 1, 1.0, None)?,
+        ) else {
+            return Ok(None);
+        };
+        let scale = 1.0 / (d as f32).sqrt();
+        let scores = q.matmul(&k.t()?)?;
+        let Some(weights) = gpu::scaled_masked_softmax(&scores, None, scale)? else {
+            return Ok(None);
+        };
+        let out = merge_heads(&weights.matmul(&v)?)?;
+        Ok(Some(out.reshape((patches, heads * d))?))
+    }
+}
+
 #[derive(Debug, Clone)]
 struct VisionBlock {
     norm1: LayerNorm,
@@ -193,13 +253,11 @@ impl VisionBlock {
     }
 
     fn forward(&self, xs: &Tensor, cos: &Tensor, sin: &Tensor, chunks: &[usize]) -> Result<Tensor> {
-        let xs = (xs
-            + self
-                .attn
-                .forward(&self.norm1.forward(xs)?, cos, sin, chunks)?)?;
-        let hidden = self
-            .act
-            .forward(&self.fc1.forward(&self.norm2.forward(&xs)?)?)?;
+        let attn = self
+            .attn
+            .forward(&self.norm1.forward(xs)?, cos, sin, chunks)?;
+        let (xs, normed) = self.norm2.forward_add(xs, &attn)?;
+        let hidden = self.act.forward(&self.fc1.forward(&normed)?)?;
         Ok((&xs + self.fc2.forward(&hidden)?)?)
     }
 }

@@ -1,0 +1,247 @@
+//! Fused GPU kernels for half-precision inference (`kernels/inference.cu`).
+//!
+//! A profile of a batched Qwen3-VL-2B forward on an H100 put more time in candle's generic
+//! element-wise kernels than in all matrix products: a bias broadcast over rows, the
+//! transposes that split and merge attention heads, and the scale, mask and softmax passes
+//! over the score tensor each compute a strided index per element. The kernels here do those
+//! jobs in one pass each. Every function returns `Ok(None)` when it does not apply (no `cuda`
+//! feature, a CPU tensor, a dtype other than bf16, a tensor that tracks gradients, or a layout
+//! the kernel does not take); callers then use the generic candle ops, which compute the same
+//! values (the kernels only round once, in f32, where the generic path may round twice).
+
+use candle_core::{DType, Tensor};
+
+use crate::Result;
+
+/// Whether the kernels can take these tensors: bf16 on a CUDA device, no gradients.
+fn eligible(tensors: &[&Tensor]) -> bool {
+    cfg!(feature = "cuda")
+        && tensors
+            .iter()
+            .all(|t| t.device().is_cuda() && t.dtype() == DType::BF16 && !t.track_op())
+}
+
+/// `xs + bias` with `bias` broadcast over the rows.
+///
+/// # Shapes
+/// `xs`: `(.., cols)` contiguous; `bias`: `(cols,)`; `cols % 8 == 0`.
+pub fn bias_add(xs: &Tensor, bias: &Tensor) -> Result<Option<Tensor>> {
+    let cols = bias.elem_count();
+    let fits = eligible(&[xs, bias])
+        && xs.is_contiguous()
+        && bias.is_contiguous()
+        && bias.rank() == 1
+        && xs.dim(candle_core::D::Minus1)? == cols
+        && cols % 8 == 0
+        && aligned(xs)
+        && aligned(bias);
+    if !fits {
+        return Ok(None);
+    }
+    imp::bias_add(xs, bias)
+}
+
+/// Rotary angles for [`gather_heads`]: `cos`/`sin` as f32 `(rows, head_dim / 2)` tables, the
+/// row of output element `(i0, _, i2, _)` being `i0 * row_per_i0 + i2 * row_per_i2`.
+#[derive(Debug, Clone, Copy)]
+pub struct RopeTables<'a> {
+    pub cos: &'a Tensor,
+    pub sin: &'a Tensor,
+    pub row_per_i0: usize,
+    pub row_per_i2: usize,
+}
+
+/// Copies a strided 4-D view into a contiguous tensor, repeating dimension 1 `rep` times
+/// (grouped-query key/value heads), optionally applying rotary embeddings in f32, scaled.
+///
+/// # Shapes
+/// `xs`: `(n0, n1, n2, d)` with unit stride on `d`, `d % 16 == 0`, every other stride a
+/// multiple of 8; returns `(n0, n1 * rep, n2, d)` contiguous.
+pub fn gather_heads(
+    xs: &Tensor,
+    rep: usize,
+    scale: f32,
+    rope: Option<RopeTables<'_>>,
+) -> Result<Option<Tensor>> {
+    if !eligible(&[xs]) || xs.rank() != 4 || rep == 0 {
+        return Ok(None);
+    }
+    let (_, _, _, d) = xs.dims4()?;
+    let (stride, offset) = {
+        let layout = xs.layout();
+        (layout.stride().to_vec(), layout.start_offset())
+    };
+    let strides_fit = stride[3] == 1 && stride[..3].iter().all(|s| s % 8 == 0) && offset % 8 == 0;
+    if d % 16 != 0 || !strides_fit {
+        return Ok(None);
+    }
+    if let Some(tables) = rope {
+        let table_fits = |t: &Tensor| -> Result<bool> {
+            Ok(t.device().is_cuda()
+                && t.dtype() == DType::F32
+                && t.is_contiguous()
+                && t.rank() == 2
+                && t.dim(1)? == d / 2)
+        };
+        if !table_fits(tables.cos)?
+            || !table_fits(tables.sin)?
+            || tables.cos.dims() != tables.sin.dims()
+        {
+            return Ok(None);
+        }
+        let (n0, _, n2, _) = xs.dims4()?;
+        let last_row = (n0 - 1) * tables.row_per_i0 + (n2 - 1) * tables.row_per_i2;
+        if last_row >= tables.cos.dim(0)? {
+            return Ok(None);
+        }
+    }
+    imp::gather_heads(xs, rep, scale, rope)
+}
+
+/// `softmax(scores * scale + mask)` over the last dimension, f32 inside.
+///
+/// # Shapes
+/// `scores`: `(batch, heads, q_len, k_len)` contiguous; `mask`: additive f32
+/// `(batch | 1, 1, q_len, k_len)`; the result has the shape of `scores`.
+pub fn scaled_masked_softmax(
+    scores: &Tensor,
+    mask: Option<&Tensor>,
+    scale: f32,
+) -> Result<Option<Tensor>> {
+    if !eligible(&[scores]) || scores.rank() != 4 || !scores.is_contiguous() {
+        return Ok(None);
+    }
+    let (batch, _, q_len, k_len) = scores.dims4()?;
+    let mask = match mask {
+        None => None,
+        Some(mask) => {
+            let dims = mask.dims();
+            let fits = mask.device().is_cuda()
+                && !mask.track_op()
+                && dims.len() == 4
+                && (dims[0] == batch || dims[0] == 1)
+                && dims[1] == 1
+                && dims[2] == q_len
+                && dims[3] == k_len;
+            if !fits {
+                return Ok(None);
+            }
+            Some(mask.to_dtype(DType::F32)?.contiguous()?)
+        }
+    };
+    imp::scaled_masked_softmax(scores, mask.as_ref(), scale)
+}
+
+/// A row norm (RMS, or layer norm when `bias` is given) of `xs`, or of `xs + residual` when
+/// a residual is given, in which case the sum (the new residual stream) is returned too.
+///
+/// # Shapes
+/// `xs`, `residual`: `(.., cols)` contiguous, `cols % 8 == 0`; `weight`, `bias`: `(cols,)`.
+/// Returns `(normed, Some(sum) | None)`, both shaped like `xs`.
+pub fn norm(
+    xs: &Tensor,
+    residual: Option<&Tensor>,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    eps: f64,
+) -> Result<Option<(Tensor, Option<Tensor>)>> {
+    let mut tensors = vec![xs, weight];
+    tensors.extend(residual);
+    tensors.extend(bias);
+    let cols = weight.elem_count();
+    let fits = eligible(&tensors)
+        && tensors.iter().all(|t| t.is_contiguous() && aligned(t))
+        && weight.rank() == 1
+        && bias.is_none_or(|b| b.dims() == weight.dims())
+        && residual.is_none_or(|r| r.dims() == xs.dims())
+        && xs.dim(candle_core::D::Minus1)? == cols
+        && cols % 8 == 0;
+    if !fits {
+        return Ok(None);
+    }
+    let params = match bias {
+        Some(bias) => Tensor::cat(&[weight, bias], 0)?,
+        None => weight.clone(),
+    };
+    imp::norm(xs, residual, &params, bias.is_some(), eps as f32)
+}
+
+/// `silu(gate) * up` (SwiGLU), rounded after the activation like the reference.
+///
+/// # Shapes
+/// `gate`, `up`: the same shape, contiguous, element count a multiple of 8.
+pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
+    if !elementwise_fits(&[gate, up]) || gate.dims() != up.dims() {
+        return Ok(None);
+    }
+    imp::swiglu(gate, up)
+}
+
+/// Tanh-approximated GELU.
+pub fn gelu_tanh(xs: &Tensor) -> Result<Option<Tensor>> {
+    if !elementwise_fits(&[xs]) {
+        return Ok(None);
+    }
+    imp::gelu_tanh(xs)
+}
+
+fn elementwise_fits(tensors: &[&Tensor]) -> bool {
+    eligible(tensors)
+        && tensors
+            .iter()
+            .all(|t| t.is_contiguous() && aligned(t) && t.elem_count() % 8 == 0)
+}
+
+/// 16-byte alignment of the first element (allocations themselves are 256-byte aligned).
+fn aligned(t: &Tensor) -> bool {
+    t.layout().start_offset() % 8 == 0
+}
+
+#[cfg(not(feature = "cuda"))]
+mod imp {
+    //! Never reached: `eligible` is false without the feature.
+    use super::RopeTables;
+    use crate::Result;
+    use candle_core::Tensor;
+
+    pub fn bias_add(_: &Tensor, _: &Tensor) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+
+    pub fn gather_heads(
+        _: &Tensor,
+        _: usize,
+        _: f32,
+        _: Option<RopeTables<'_>>,
+    ) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+
+    pub fn scaled_masked_softmax(_: &Tensor, _: Option<&Tensor>, _: f32) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+
+    pub fn norm(
+        _: &Tensor,
+        _: Option<&Tensor>,
+        _: &Tensor,
+        _: bool,
+        _: f32,
+    ) -> Result<Option<(Tensor, Option<Tensor>)>> {
+        Ok(None)
+    }
+
+    pub fn swiglu(_: &Tensor, _: &Tensor) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+
+    pub fn gelu_tanh(_: &Tensor) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+}
+
+// Kernel launches and uninitialised output buffers are FFI: unsafe, confined to this module.
+#[cfg(feature = "cuda")]
+#[allow(unsafe_code)]
+#[path = "gpu_cuda.rs"]
+mod imp;
