@@ -8,8 +8,10 @@
 //! triangles are first sorted into the bands they touch (keeping their order, which
 //! decides depth ties), then each band is cleared, drawn and, once the band below it is
 //! drawn too (outlines look one sample down), resolved into pixels while its samples are
-//! still in the CPU cache. Scratch buffers are kept per thread, so a view allocates almost
-//! nothing.
+//! still in the CPU cache. Two band buffers are used in turn, each with a border row above
+//! and below copied from its neighbours, so the sample memory of a whole view is two bands
+//! and stays in the cache from view to view. Scratch buffers, the output pixels included
+//! (see [`recycle`]), are kept per thread, so a view allocates almost nothing.
 
 use std::cell::RefCell;
 
@@ -165,17 +167,18 @@ fn draw_view(
     // (no triangle reaches it); outside, it repeats the edge sample, so an object cut by
     // the image edge gets no outline along it.
     let origin_x = pixel_x0 * s - 1;
-    let origin_y = pixel_y0 * s - 1;
     let stride = ((pixel_x1 - pixel_x0 + 1) * s + 2) as usize;
-    let buffer_rows = ((pixel_y1 - pixel_y0 + 1) * s + 2) as usize;
-    if ids.len() < stride * buffer_rows {
-        ids.resize(stride * buffer_rows, 0);
-        depth.resize(stride * buffer_rows, 0.0);
-    }
     let (first_row, end_row) = (pixel_y0 * s, (pixel_y1 + 1) * s);
-    let band_rows = ((band_samples / stride) as i32 / s).max(1) * s;
+    let band_rows = ((band_samples / stride) as i32 / s).clamp(1, pixel_y1 - pixel_y0 + 1) * s;
     let band_count = ((end_row - first_row + band_rows - 1) / band_rows) as usize;
     let band_of = |y: i32| ((y - first_row) / band_rows) as usize;
+    // Two band buffers used in turn, each with a border row above and below the band's
+    // rows: small enough to stay in the CPU cache from one band (and view) to the next.
+    let slot = (band_rows as usize + 2) * stride;
+    if ids.len() < 2 * slot {
+        ids.resize(2 * slot, 0);
+        depth.resize(2 * slot, 0.0);
+    }
 
     // Sort triangles into the bands they touch, in id order (a counting sort).
     bin_start.clear();
@@ -201,36 +204,63 @@ fn draw_view(
     let shader = Shader::new(mesh, &camera, screen, settings);
     let mut resolver = Resolver::new(Planes::new(&shader, planes), &shader, &camera, settings);
     let columns = pixel_x0 as usize..pixel_x1 as usize + 1;
-    let row_index = |y: i32| (y - origin_y) as usize * stride;
     let band_range = |band: usize| {
         let start = first_row + band as i32 * band_rows;
         start..(start + band_rows).min(end_row)
     };
-    let (ids, depth) = (
-        &mut ids[..stride * buffer_rows],
-        &mut depth[..stride * buffer_rows],
-    );
-    let copy_row = |ids: &mut [u32], depth: &mut [f32], from: i32, to: i32| {
-        ids.copy_within(row_index(from)..row_index(from) + stride, row_index(to));
-        depth.copy_within(row_index(from)..row_index(from) + stride, row_index(to));
+    // Band `b` lives in buffer `b % 2`: its row `k` holds sample row `start - 1 + k`.
+    let (ids, depth) = (&mut ids[..2 * slot], &mut depth[..2 * slot]);
+    let (ids_a, ids_b) = ids.split_at_mut(slot);
+    let (depth_a, depth_b) = depth.split_at_mut(slot);
+    let mut buffers = [(ids_a, depth_a), (ids_b, depth_b)];
+    let copy_row =
+        |from: (&[u32], &[f32]), from_row: usize, to: (&mut [u32], &mut [f32]), to_row: usize| {
+            let (a, b) = (from_row * stride, to_row * stride);
+            to.0[b..b + stride].copy_from_slice(&from.0[a..a + stride]);
+            to.1[b..b + stride].copy_from_slice(&from.1[a..a + stride]);
+        };
+    let clear_row = |to: (&mut [u32], &mut [f32]), row: usize| {
+        to.0[row * stride..(row + 1) * stride].fill(0);
+        to.1[row * stride..(row + 1) * stride].fill(0.0);
     };
+    let resolve =
+        |resolver: &mut Resolver, buffer: (&[u32], &[f32]), band: usize, pixels: &mut [u8]| {
+            let rows = band_range(band);
+            resolve_band(
+                resolver,
+                buffer.0,
+                buffer.1,
+                stride,
+                (origin_x, rows.start - 1),
+                rows,
+                samples,
+                columns.clone(),
+                pixels,
+            );
+        };
     for band in 0..band_count {
         let rows = band_range(band);
-        let span = row_index(rows.start)..row_index(rows.end);
-        ids[span.clone()].fill(0);
-        depth[span].fill(0.0);
+        let height = rows.len();
+        let [first, second] = &mut buffers;
+        let ((ids, depth), (previous_ids, previous_depth)) = if band % 2 == 0 {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        ids[stride..(height + 1) * stride].fill(0);
+        depth[stride..(height + 1) * stride].fill(0.0);
         let mut target = Target {
             ids,
             depth,
             stride,
             origin_x,
-            origin_y,
+            origin_y: rows.start - 1,
         };
         for &index in &bins[bin_start[band]..bin_start[band + 1]] {
             setups[index as usize].draw(rows.clone(), &mut target);
         }
-        for y in rows.clone() {
-            let row = row_index(y);
+        for k in 1..=height {
+            let row = k * stride;
             if pixel_x0 == 0 {
                 ids[row] = ids[row + 1];
                 depth[row] = depth[row + 1];
@@ -242,43 +272,52 @@ fn draw_view(
         }
         if band == 0 {
             if pixel_y0 == 0 {
-                copy_row(ids, depth, first_row, origin_y);
+                ids.copy_within(stride..2 * stride, 0);
+                depth.copy_within(stride..2 * stride, 0);
             } else {
-                ids[..stride].fill(0);
-                depth[..stride].fill(0.0);
+                clear_row((ids, depth), 0);
             }
         } else {
-            resolve_band(
+            // The previous band's border below is this band's first row, this band's
+            // border above is the previous band's last row; then the previous band is
+            // complete and resolved.
+            let previous_height = band_range(band - 1).len();
+            copy_row(
+                (ids, depth),
+                1,
+                (previous_ids, previous_depth),
+                previous_height + 1,
+            );
+            copy_row(
+                (previous_ids, previous_depth),
+                previous_height,
+                (ids, depth),
+                0,
+            );
+            resolve(
                 &mut resolver,
-                ids,
-                depth,
-                stride,
-                (origin_x, origin_y),
-                band_range(band - 1),
-                samples,
-                columns.clone(),
+                (previous_ids, previous_depth),
+                band - 1,
                 &mut image.pixels,
             );
         }
     }
+    let last = band_count - 1;
+    let height = band_range(last).len();
+    let (ids, depth) = &mut buffers[last % 2];
     if pixel_y1 == last_pixel {
-        copy_row(ids, depth, end_row - 1, end_row);
+        ids.copy_within(
+            height * stride..(height + 1) * stride,
+            (height + 1) * stride,
+        );
+        depth.copy_within(
+            height * stride..(height + 1) * stride,
+            (height + 1) * stride,
+        );
     } else {
-        let border = row_index(end_row);
-        ids[border..border + stride].fill(0);
-        depth[border..border + stride].fill(0.0);
+        clear_row((ids, depth), height + 1);
     }
-    resolve_band(
-        &mut resolver,
-        ids,
-        depth,
-        stride,
-        (origin_x, origin_y),
-        band_range(band_count - 1),
-        samples,
-        columns,
-        &mut image.pixels,
-    );
+    resolve(&mut resolver, (ids, depth), last, &mut image.pixels);
     image
 }
 
