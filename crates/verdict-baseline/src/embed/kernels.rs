@@ -170,35 +170,64 @@ pub(super) fn fill_rows(data: &mut [f32], bias: &[f32]) {
     for_rows(data, bias.len(), &Fill(bias), false);
 }
 
-struct Softmax;
+/// Unnormalised softmax of each row: `exp(row - max(row))` in place, `1 / sum` per row out.
+struct Softmax<'a> {
+    data: &'a mut [f32],
+    width: usize,
+    inverse_sums: &'a mut [f32],
+}
 
-impl RowKernel for Softmax {
+impl pulp::WithSimd for Softmax<'_> {
+    type Output = ();
+
     #[inline(always)]
-    fn row(&self, _index: usize, row: &mut [f32]) {
-        let mut maxima = [f32::NEG_INFINITY; LANES];
-        let mut blocks = row.chunks_exact(LANES);
-        for block in &mut blocks {
-            for (m, &v) in maxima.iter_mut().zip(block) {
-                *m = if v > *m { v } else { *m };
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let rows = self.data.chunks_exact_mut(self.width);
+        for (row, inverse) in rows.zip(self.inverse_sums.iter_mut()) {
+            let mut maxima = [f32::NEG_INFINITY; LANES];
+            let mut blocks = row.chunks_exact(LANES);
+            for block in &mut blocks {
+                for (m, &v) in maxima.iter_mut().zip(block) {
+                    *m = if v > *m { v } else { *m };
+                }
             }
+            let max = blocks
+                .remainder()
+                .iter()
+                .chain(&maxima)
+                .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+            // Exponentials and their sum in one pass.
+            let mut sums = [0.0f32; LANES];
+            let mut blocks = row.chunks_exact_mut(LANES);
+            for block in &mut blocks {
+                for (s, v) in sums.iter_mut().zip(block) {
+                    *v = exp_f32(*v - max);
+                    *s += *v;
+                }
+            }
+            let mut tail = 0.0f32;
+            for v in blocks.into_remainder() {
+                *v = exp_f32(*v - max);
+                tail += *v;
+            }
+            *inverse = 1.0 / (sums.iter().sum::<f32>() + tail);
         }
-        let max = blocks
-            .remainder()
-            .iter()
-            .chain(&maxima)
-            .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
-        row.iter_mut().for_each(|v| *v = exp_f32(*v - max));
-        let inverse = 1.0 / lane_sum(row);
-        row.iter_mut().for_each(|v| *v *= inverse);
     }
 }
 
-/// In place softmax of each `width`-wide row, on the calling thread.
+/// Softmax of each `width`-wide row without its final division, on the calling thread:
+/// `data` becomes `exp(row - max(row))` and `inverse_sums[r]` the `1 / sum` that normalises
+/// row `r`. The attention applies it to the `head_dim`-wide product `P V` instead of the
+/// `width`-wide `P`, saving a pass.
 ///
 /// # Shapes
-/// `data`: `(rows, width)` row-major.
-pub(super) fn softmax_rows(data: &mut [f32], width: usize) {
-    for_rows(data, width, &Softmax, false);
+/// `data`: `(rows, width)` row-major; `inverse_sums`: `(rows,)`.
+pub(super) fn softmax_unnormalised(data: &mut [f32], width: usize, inverse_sums: &mut [f32]) {
+    pulp::Arch::new().dispatch(Softmax {
+        data,
+        width: width.max(1),
+        inverse_sums,
+    });
 }
 
 /// Embedding tables and the layer norm that follows them.
