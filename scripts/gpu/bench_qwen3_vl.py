@@ -153,7 +153,9 @@ def verdict(binary: str, model: Path, inputs: Path, device: str, dtype: str, *ar
     out, err = proc.communicate()
     peak = mem.stop() if mem else 0.0
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-4000:]}")
+        # The error message, not the backtrace that follows it.
+        message = err.split("Stack backtrace:")[0].strip()
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{message[-4000:]}")
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")], peak
 
 
@@ -332,7 +334,7 @@ def main() -> None:
                 rows, peak = verdict(args.bin, full, inputs, dev, "bf16", "train", "--rank", "16", "--batch", "8", "--steps", str(args.train_steps), *extra)
                 results[key] = {"tokens_per_s": rows[-1]["tokens_per_s"], "peak_gib": peak, "loss": rows[-1].get("loss")}
             except RuntimeError as e:
-                results[key] = {"error": str(e)[-500:]}
+                results[key] = {"error": str(e).splitlines()[-1][-300:]}
             print(f"verdict train (checkpointing={ckpt}): {results[key]}", flush=True)
 
     (out / "qwen3_vl_bench.json").write_text(json.dumps(results, indent=2))

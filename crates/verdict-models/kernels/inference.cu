@@ -250,14 +250,21 @@ extern "C" __global__ void layer_norm_bf16(const __nv_bfloat16 *__restrict__ x,
 }
 
 // Element-wise activations over contiguous bf16 (n % 8 == 0), rounding as the reference:
-// kind 0: SwiGLU, out = bf16(bf16(silu(gate)) * up); kind 1: tanh GELU of `gate` alone.
+// kind 0: SwiGLU, out = bf16(bf16(silu(gate)) * up); kind 1: tanh GELU of `gate` alone;
+// kind 2: tanh GELU of bf16(gate + up[col]), `up` a bias of `cols` (cols % 8 == 0).
 extern "C" __global__ void activation_bf16(const __nv_bfloat16 *__restrict__ gate,
                                            const __nv_bfloat16 *__restrict__ up,
                                            __nv_bfloat16 *__restrict__ out, long long n,
-                                           int kind) {
+                                           int kind, int cols) {
     GRID_STRIDE(t, n / 8) {
         float g[8];
         unpack8(reinterpret_cast<const uint4 *>(gate)[t], g);
+        if (kind == 2) {
+            float b[8];
+            unpack8(reinterpret_cast<const uint4 *>(up)[t % (cols / 8)], b);
+#pragma unroll
+            for (int j = 0; j < 8; j++) g[j] = __bfloat162float(__float2bfloat16(g[j] + b[j]));
+        }
         if (kind == 0) {
             float u[8];
             unpack8(reinterpret_cast<const uint4 *>(up)[t], u);

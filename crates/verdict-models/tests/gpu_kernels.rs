@@ -137,7 +137,7 @@ fn fused_residual_norms_match_the_generic_path() -> Result<()> {
     let sum32 = sum.to_dtype(DType::F32)?;
 
     let (normed, fused_sum) =
-        gpu::norm(&xs, Some(&delta), &weight, None, 1e-6)?.expect("kernel applies");
+        gpu::norm(&xs, Some(&delta), &weight, false, 1e-6)?.expect("kernel applies");
     assert_eq!(max_diff(&fused_sum.expect("sum returned"), &sum)?, 0.0);
     let inv = (sum32.sqr()?.mean_keepdim(D::Minus1)? + 1e-6)?
         .sqrt()?
@@ -147,7 +147,8 @@ fn fused_residual_norms_match_the_generic_path() -> Result<()> {
         .broadcast_mul(&weight.to_dtype(DType::F32)?)?;
     assert!(max_diff(&normed, &rms)? <= 0.1);
 
-    let (normed, _) = gpu::norm(&sum, None, &weight, Some(&bias), 1e-6)?.expect("kernel applies");
+    let (normed, _) = gpu::norm(&sum, None, &Tensor::cat(&[&weight, &bias], 0)?, true, 1e-6)?
+        .expect("kernel applies");
     let mean = sum32.mean_keepdim(D::Minus1)?;
     let centred = sum32.broadcast_sub(&mean)?;
     let inv = (centred.sqr()?.mean_keepdim(D::Minus1)? + 1e-6)?
@@ -172,5 +173,9 @@ fn gated_and_gelu_activations_match_candle() -> Result<()> {
     let fused = gpu::gelu_tanh(&gate)?.expect("kernel applies");
     let reference = gate.to_dtype(DType::F32)?.gelu()?;
     assert!(max_diff(&fused, &reference)? <= 0.02);
+    let bias = randn(&[48], &dev)?;
+    let fused = gpu::bias_gelu_tanh(&gate, &bias)?.expect("kernel applies");
+    let reference = gate.broadcast_add(&bias)?.to_dtype(DType::F32)?.gelu()?;
+    assert!(max_diff(&fused, &reference)? <= 0.03);
     Ok(())
 }

@@ -132,38 +132,33 @@ pub fn scaled_masked_softmax(
     imp::scaled_masked_softmax(scores, mask.as_ref(), scale)
 }
 
-/// A row norm (RMS, or layer norm when `bias` is given) of `xs`, or of `xs + residual` when
-/// a residual is given, in which case the sum (the new residual stream) is returned too.
+/// A row norm (RMS, or layer norm when `layer`) of `xs`, or of `xs + residual` when a
+/// residual is given, in which case the sum (the new residual stream) is returned too.
 ///
 /// # Shapes
-/// `xs`, `residual`: `(.., cols)` contiguous, `cols % 8 == 0`; `weight`, `bias`: `(cols,)`.
-/// Returns `(normed, Some(sum) | None)`, both shaped like `xs`.
+/// `xs`, `residual`: `(.., cols)` contiguous, `cols % 8 == 0`; `params`: the weight `(cols,)`,
+/// or `[weight; bias]` `(2 * cols,)` for a layer norm. Returns `(normed, Some(sum) | None)`,
+/// both shaped like `xs`.
 pub fn norm(
     xs: &Tensor,
     residual: Option<&Tensor>,
-    weight: &Tensor,
-    bias: Option<&Tensor>,
+    params: &Tensor,
+    layer: bool,
     eps: f64,
 ) -> Result<Option<(Tensor, Option<Tensor>)>> {
-    let mut tensors = vec![xs, weight];
+    let mut tensors = vec![xs, params];
     tensors.extend(residual);
-    tensors.extend(bias);
-    let cols = weight.elem_count();
+    let cols = xs.dim(candle_core::D::Minus1)?;
     let fits = eligible(&tensors)
         && tensors.iter().all(|t| t.is_contiguous() && aligned(t))
-        && weight.rank() == 1
-        && bias.is_none_or(|b| b.dims() == weight.dims())
+        && params.rank() == 1
+        && params.elem_count() == if layer { 2 * cols } else { cols }
         && residual.is_none_or(|r| r.dims() == xs.dims())
-        && xs.dim(candle_core::D::Minus1)? == cols
         && cols % 8 == 0;
     if !fits {
         return Ok(None);
     }
-    let params = match bias {
-        Some(bias) => Tensor::cat(&[weight, bias], 0)?,
-        None => weight.clone(),
-    };
-    imp::norm(xs, residual, &params, bias.is_some(), eps as f32)
+    imp::norm(xs, residual, params, layer, eps as f32)
 }
 
 /// `silu(gate) * up` (SwiGLU), rounded after the activation like the reference.
@@ -183,6 +178,22 @@ pub fn gelu_tanh(xs: &Tensor) -> Result<Option<Tensor>> {
         return Ok(None);
     }
     imp::gelu_tanh(xs)
+}
+
+/// Tanh-approximated GELU of `xs + bias` (bias broadcast over rows), rounded after the add
+/// like an unfused bias add.
+///
+/// # Shapes
+/// `xs`: `(.., cols)` contiguous; `bias`: `(cols,)`, `cols % 8 == 0`.
+pub fn bias_gelu_tanh(xs: &Tensor, bias: &Tensor) -> Result<Option<Tensor>> {
+    let cols = bias.elem_count();
+    let fits = elementwise_fits(&[xs, bias])
+        && bias.rank() == 1
+        && xs.dim(candle_core::D::Minus1)? == cols;
+    if !fits {
+        return Ok(None);
+    }
+    imp::bias_gelu_tanh(xs, bias)
 }
 
 fn elementwise_fits(tensors: &[&Tensor]) -> bool {
@@ -236,6 +247,10 @@ mod imp {
     }
 
     pub fn gelu_tanh(_: &Tensor) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+
+    pub fn bias_gelu_tanh(_: &Tensor, _: &Tensor) -> Result<Option<Tensor>> {
         Ok(None)
     }
 }

@@ -527,6 +527,8 @@ pub fn norm(
 
 struct Activation {
     kind: i32,
+    /// Bias length for the bias + GELU kind.
+    cols: i32,
 }
 
 impl Activation {
@@ -559,6 +561,7 @@ impl Activation {
         builder.arg(&out);
         builder.arg(&n_);
         builder.arg(&self.kind);
+        builder.arg(&self.cols);
         // SAFETY: argument list matches the kernel's signature; sizes checked by the caller.
         unsafe { builder.launch(grid(n / 8)) }.w()?;
         Ok((
@@ -588,7 +591,11 @@ impl CustomOp1 for Activation {
 
 impl CustomOp2 for Activation {
     fn name(&self) -> &'static str {
-        "swiglu_bf16"
+        if self.kind == 2 {
+            "bias_gelu_tanh_bf16"
+        } else {
+            "swiglu_bf16"
+        }
     }
 
     fn cpu_fwd(
@@ -613,9 +620,17 @@ impl CustomOp2 for Activation {
 }
 
 pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
-    Ok(Some(gate.apply_op2_no_bwd(up, &Activation { kind: 0 })?))
+    let op = Activation { kind: 0, cols: 0 };
+    Ok(Some(gate.apply_op2_no_bwd(up, &op)?))
 }
 
 pub fn gelu_tanh(xs: &Tensor) -> Result<Option<Tensor>> {
-    Ok(Some(xs.apply_op1_no_bwd(&Activation { kind: 1 })?))
+    let op = Activation { kind: 1, cols: 0 };
+    Ok(Some(xs.apply_op1_no_bwd(&op)?))
+}
+
+pub fn bias_gelu_tanh(xs: &Tensor, bias: &Tensor) -> Result<Option<Tensor>> {
+    let cols = as_i32(bias.elem_count(), "bias length")?;
+    let op = Activation { kind: 2, cols };
+    Ok(Some(xs.apply_op2_no_bwd(bias, &op)?))
 }

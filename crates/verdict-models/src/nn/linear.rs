@@ -11,6 +11,7 @@ use std::sync::Arc;
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
+use super::ops::Activation;
 use crate::Result;
 
 /// A layer computing `xs @ weight^T + bias` (or something that behaves like one).
@@ -18,6 +19,14 @@ pub trait LinearLayer: Send + Sync + std::fmt::Debug {
     /// # Shapes
     /// `xs`: `(.., in_dim)` -> `(.., out_dim)`.
     fn forward(&self, xs: &Tensor) -> Result<Tensor>;
+
+    /// `act(forward(xs))`; a plain layer fuses its bias add into the activation on GPUs.
+    ///
+    /// # Shapes
+    /// `xs`: `(.., in_dim)` -> `(.., out_dim)`.
+    fn forward_act(&self, xs: &Tensor, act: Activation) -> Result<Tensor> {
+        act.forward(&self.forward(xs)?)
+    }
 }
 
 /// Description of one linear layer as the model asks for it.
@@ -74,18 +83,36 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// `xs @ weight^T`, without the bias.
+    fn product(&self, xs: &Tensor) -> Result<Tensor> {
+        let layer = candle_nn::Linear::new(self.weight.clone(), None);
+        if xs.is_contiguous() {
+            Ok(layer.forward(xs)?)
+        } else {
+            Ok(layer.forward(&xs.contiguous()?)?)
+        }
+    }
+}
+
 impl LinearLayer for Linear {
+    fn forward_act(&self, xs: &Tensor, act: Activation) -> Result<Tensor> {
+        if let (Some(bias), Activation::GeluTanh) = (&self.bias, act) {
+            let product = self.product(xs)?;
+            if let Some(out) = super::gpu::bias_gelu_tanh(&product, bias)? {
+                return Ok(out);
+            }
+            return act.forward(&product.broadcast_add(bias)?);
+        }
+        act.forward(&self.forward(xs)?)
+    }
+
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         // candle_nn::Linear has a backward and folds a contiguous (b, s, in) input into one
         // 2-D product; a strided input (e.g. the last position of each sequence) would instead
         // take its broadcast path, which copies the weight once per batch row: for a language
         // model head that copy cost more than the whole rest of the forward on a GPU.
-        let layer = candle_nn::Linear::new(self.weight.clone(), None);
-        let product = if xs.is_contiguous() {
-            layer.forward(xs)?
-        } else {
-            layer.forward(&xs.contiguous()?)?
-        };
+        let product = self.product(xs)?;
         match &self.bias {
             None => Ok(product),
             Some(bias) => match super::gpu::bias_add(&product, bias)? {

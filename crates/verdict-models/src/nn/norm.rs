@@ -36,7 +36,7 @@ impl RmsNorm {
     /// # Shapes
     /// `xs`: `(.., size)`; the result has the same shape.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        if let Some((normed, _)) = gpu::norm(xs, None, &self.weight, None, self.eps)? {
+        if let Some((normed, _)) = gpu::norm(xs, None, &self.weight, false, self.eps)? {
             return Ok(normed);
         }
         if !xs.track_op() && !self.weight.track_op() && fused_is_exact(xs, &self.weight) {
@@ -62,7 +62,8 @@ impl RmsNorm {
     /// # Shapes
     /// `xs`, `delta`: `(.., size)`; both results have the same shape.
     pub fn forward_add(&self, xs: &Tensor, delta: &Tensor) -> Result<(Tensor, Tensor)> {
-        if let Some((normed, Some(sum))) = gpu::norm(xs, Some(delta), &self.weight, None, self.eps)?
+        if let Some((normed, Some(sum))) =
+            gpu::norm(xs, Some(delta), &self.weight, false, self.eps)?
         {
             return Ok((sum, normed));
         }
@@ -78,6 +79,8 @@ impl RmsNorm {
 pub struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
+    /// `[weight; bias]` in one tensor, as the GPU kernel takes them (built once, not per call).
+    stacked: Tensor,
     eps: f64,
 }
 
@@ -85,13 +88,23 @@ impl LayerNorm {
     pub fn new(size: usize, eps: f64, builder: &LayerBuilder) -> Result<Self> {
         let weight = builder.get(size, "weight", Init::Const(1.0))?;
         let bias = builder.get(size, "bias", Init::Const(0.0))?;
-        Ok(Self { weight, bias, eps })
+        Self::from_weights(weight, bias, eps)
+    }
+
+    pub fn from_weights(weight: Tensor, bias: Tensor, eps: f64) -> Result<Self> {
+        let stacked = Tensor::cat(&[&weight, &bias], 0)?;
+        Ok(Self {
+            weight,
+            bias,
+            stacked,
+            eps,
+        })
     }
 
     /// # Shapes
     /// `xs`: `(.., size)`; the result has the same shape.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        if let Some((normed, _)) = gpu::norm(xs, None, &self.weight, Some(&self.bias), self.eps)? {
+        if let Some((normed, _)) = gpu::norm(xs, None, &self.stacked, true, self.eps)? {
             return Ok(normed);
         }
         if !xs.track_op()
@@ -129,7 +142,7 @@ impl LayerNorm {
     /// `xs`, `delta`: `(.., size)`; both results have the same shape.
     pub fn forward_add(&self, xs: &Tensor, delta: &Tensor) -> Result<(Tensor, Tensor)> {
         if let Some((normed, Some(sum))) =
-            gpu::norm(xs, Some(delta), &self.weight, Some(&self.bias), self.eps)?
+            gpu::norm(xs, Some(delta), &self.stacked, true, self.eps)?
         {
             return Ok((sum, normed));
         }
@@ -183,11 +196,7 @@ mod tests {
         // A variable input forces the differentiable path; the plain one takes the fused kernel.
         let tracked = Var::from_tensor(&xs)?;
         let rms = RmsNorm::from_weight(weight.clone(), 1e-6);
-        let layer = LayerNorm {
-            weight,
-            bias,
-            eps: 1e-6,
-        };
+        let layer = LayerNorm::from_weights(weight, bias, 1e-6)?;
         for (fast, slow) in [
             (rms.forward(&xs)?, rms.forward(tracked.as_tensor())?),
             (layer.forward(&xs)?, layer.forward(tracked.as_tensor())?),

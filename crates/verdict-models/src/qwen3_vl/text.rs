@@ -174,24 +174,31 @@ impl DecoderLayer {
         })
     }
 
-    fn forward(
+    /// Runs the layer on `xs + pending` and returns its output as `(residual, mlp)`, unadded,
+    /// so each residual add happens inside the following norm's kernel on GPUs. `pending` is
+    /// the previous layer's `mlp`.
+    ///
+    /// # Shapes
+    /// `xs`, `pending`: `(batch, seq, hidden)`; both results have that shape.
+    fn forward_deferred(
         &self,
         xs: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
+        pending: Option<&Tensor>,
+        (cos, sin): (&Tensor, &Tensor),
         mask: Option<&Tensor>,
         cache: Option<&mut Option<(Tensor, Tensor)>>,
-    ) -> Result<Tensor> {
-        let attn =
-            self.self_attn
-                .forward(&self.input_layernorm.forward(xs)?, cos, sin, mask, cache)?;
-        let (xs, normed) = self.post_attention_layernorm.forward_add(xs, &attn)?;
+    ) -> Result<(Tensor, Tensor)> {
+        let (xs, normed) = match pending {
+            Some(delta) => self.input_layernorm.forward_add(xs, delta)?,
+            None => (xs.clone(), self.input_layernorm.forward(xs)?),
+        };
+        let attn = self.self_attn.forward(&normed, cos, sin, mask, cache)?;
+        let (xs, normed) = self.post_attention_layernorm.forward_add(&xs, &attn)?;
         let gated = self.act.forward_gated(
             &self.gate_proj.forward(&normed)?,
             &self.up_proj.forward(&normed)?,
         )?;
-        let mlp = self.down_proj.forward(&gated)?;
-        Ok((xs + mlp)?)
+        Ok((xs, self.down_proj.forward(&gated)?))
     }
 }
 
@@ -284,22 +291,34 @@ impl TextModel {
             all_hidden.push(embeds.clone());
         }
         let mut xs = embeds.clone();
+        // The last layer's MLP output not yet added to `xs` (see `forward_deferred`).
+        let mut pending: Option<Tensor> = None;
         for (i, layer) in self.layers.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            xs = layer.forward(&xs, cos, sin, mask, slot)?;
+            let (residual, mlp) =
+                layer.forward_deferred(&xs, pending.as_ref(), (cos, sin), mask, slot)?;
+            let features = deepstack.and_then(|ds| ds.features.get(i).map(|f| (ds, f)));
+            if capture_hidden || features.is_some() {
+                xs = (residual + mlp)?;
+                pending = None;
+            } else {
+                xs = residual;
+                pending = Some(mlp);
+            }
             if capture_hidden {
                 all_hidden.push(xs.clone());
             }
-            if let Some(ds) = deepstack {
-                if let Some(features) = ds.features.get(i) {
-                    let zero = Tensor::zeros((1, h), features.dtype(), features.device())?;
-                    let table = Tensor::cat(&[&zero, features], 0)?;
-                    let add = table.index_select(&ds.gather, 0)?.reshape((b, s, h))?;
-                    xs = (xs + add.to_dtype(embeds.dtype())?)?;
-                }
+            if let Some((ds, features)) = features {
+                let zero = Tensor::zeros((1, h), features.dtype(), features.device())?;
+                let table = Tensor::cat(&[&zero, features], 0)?;
+                let add = table.index_select(&ds.gather, 0)?.reshape((b, s, h))?;
+                xs = (xs + add.to_dtype(embeds.dtype())?)?;
             }
         }
-        let hidden = self.norm.forward(&xs)?;
+        let hidden = match &pending {
+            Some(mlp) => self.norm.forward_add(&xs, mlp)?.1,
+            None => self.norm.forward(&xs)?,
+        };
         if capture_hidden {
             all_hidden.pop();
             all_hidden.push(hidden.clone());

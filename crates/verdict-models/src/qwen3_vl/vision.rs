@@ -252,13 +252,28 @@ impl VisionBlock {
         })
     }
 
-    fn forward(&self, xs: &Tensor, cos: &Tensor, sin: &Tensor, chunks: &[usize]) -> Result<Tensor> {
-        let attn = self
-            .attn
-            .forward(&self.norm1.forward(xs)?, cos, sin, chunks)?;
-        let (xs, normed) = self.norm2.forward_add(xs, &attn)?;
-        let hidden = self.act.forward(&self.fc1.forward(&normed)?)?;
-        Ok((&xs + self.fc2.forward(&hidden)?)?)
+    /// Runs the block on `xs + pending` and returns its output as `(residual, mlp)`, unadded:
+    /// each residual add then happens inside the following norm's kernel on GPUs (one pass
+    /// over the hidden states instead of two). `pending` is the previous block's `mlp`.
+    ///
+    /// # Shapes
+    /// `xs`, `pending`: `(patches, hidden)`; both results have that shape.
+    fn forward_deferred(
+        &self,
+        xs: &Tensor,
+        pending: Option<&Tensor>,
+        cos: &Tensor,
+        sin: &Tensor,
+        chunks: &[usize],
+    ) -> Result<(Tensor, Tensor)> {
+        let (xs, normed) = match pending {
+            Some(delta) => self.norm1.forward_add(xs, delta)?,
+            None => (xs.clone(), self.norm1.forward(xs)?),
+        };
+        let attn = self.attn.forward(&normed, cos, sin, chunks)?;
+        let (xs, normed) = self.norm2.forward_add(&xs, &attn)?;
+        let hidden = self.fc1.forward_act(&normed, self.act)?;
+        Ok((xs, self.fc2.forward(&hidden)?))
     }
 }
 
@@ -396,14 +411,24 @@ impl VisionModel {
             .flat_map(|&[t, h, w]| std::iter::repeat_n(h * w, t))
             .collect();
         let mut deepstack = Vec::with_capacity(self.deepstack_mergers.len());
+        let mut pending: Option<Tensor> = None;
+        let last = self.blocks.len().saturating_sub(1);
         for (layer, block) in self.blocks.iter().enumerate() {
-            xs = block.forward(&xs, &cos, &sin, &chunks)?;
-            if let Some(tap) = self
+            let (residual, mlp) =
+                block.forward_deferred(&xs, pending.as_ref(), &cos, &sin, &chunks)?;
+            let tap = self
                 .cfg
                 .deepstack_visual_indexes
                 .iter()
-                .position(|&i| i == layer)
-            {
+                .position(|&i| i == layer);
+            if tap.is_some() || layer == last {
+                xs = (residual + mlp)?;
+                pending = None;
+            } else {
+                xs = residual;
+                pending = Some(mlp);
+            }
+            if let Some(tap) = tap {
                 deepstack.push(self.deepstack_mergers[tap].forward(&xs)?);
             }
         }
