@@ -9,7 +9,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use verdict_core::manifest::read_manifest_strict;
 use verdict_core::workspace::Workspace;
 use verdict_lora::{ModuleSwitches, QWEN3_VL_LINEAR_NAMES};
-use verdict_models::Device;
 use verdict_train::batch::Objective;
 use verdict_train::hints;
 use verdict_train::session::Session;
@@ -94,8 +93,11 @@ pub struct Args {
     /// The answer is a JSON object with a reason (from the samples' notes).
     #[arg(long)]
     pub json_answer: bool,
-    /// Run on the first CUDA device (needs a build with candle's `cuda` feature).
-    #[arg(long)]
+    /// Where to train: `cpu`, `cuda` or `cuda:N` (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Same as `--device cuda:0`.
+    #[arg(long, hide = true)]
     pub cuda: bool,
     /// Also write the base model with the best adapter merged into <out>/merged.
     #[arg(long)]
@@ -205,9 +207,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map(|l| l.to_string())
         .collect();
     let device = if args.cuda {
-        Device::new_cuda(0).context("opening CUDA device 0")?
+        verdict_models::parse_device("cuda:0")?
     } else {
-        Device::Cpu
+        verdict_models::parse_device(&args.device)?
     };
     let dtype = config.precision.dtype(&device);
     let session = Session::load_quantised(
