@@ -69,11 +69,6 @@ impl Inputs {
             .unwrap_or(0)
     }
 
-    /// Token ids of row `i`.
-    pub fn row(&self, i: usize) -> &[u32] {
-        &self.input_ids[i % self.rows()]
-    }
-
     /// A batch of `size` rows, cycling through the file's rows, with pixels on `device`.
     pub fn batch(&self, size: usize, device: &Device) -> Result<Batch> {
         let patches = self.patches_per_row();

@@ -12,8 +12,8 @@ mod train;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor};
+use anyhow::Result;
+use candle_core::{DType, Tensor};
 use clap::{Parser, Subcommand, ValueEnum};
 use verdict_models::qwen3_vl::model::{Logits, Qwen3VL};
 
@@ -73,22 +73,9 @@ enum Command {
     Train(train::Args),
 }
 
-fn parse_device(name: &str) -> Result<Device> {
-    if name == "cpu" {
-        return Ok(Device::Cpu);
-    }
-    let Some(ordinal) = name.strip_prefix("cuda:") else {
-        bail!("unknown device `{name}`: use `cpu` or `cuda:N`");
-    };
-    let ordinal: usize = ordinal
-        .parse()
-        .with_context(|| format!("device `{name}`: N must be a number"))?;
-    Device::new_cuda(ordinal).with_context(|| format!("cannot open {name}"))
-}
-
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let device = parse_device(&cli.device)?;
+    let device = verdict_models::parse_device(&cli.device)?;
     let dtype = cli.dtype.dtype();
     let data = inputs::Inputs::load(&cli.inputs, &device)?;
     match cli.command {
