@@ -176,6 +176,11 @@ fn gated_and_gelu_activations_match_candle() -> Result<()> {
     let bias = randn(&[48], &dev)?;
     let fused = gpu::bias_gelu_tanh(&gate, &bias)?.expect("kernel applies");
     let reference = gate.broadcast_add(&bias)?.to_dtype(DType::F32)?.gelu()?;
-    assert!(max_diff(&fused, &reference)? <= 0.03);
+    // Sums reach 8, where one bf16 step is 2^-5: compare relative to the magnitude.
+    let relative = ((fused.to_dtype(DType::F32)? - &reference)?.abs()?
+        / (reference.abs()? + 1.0)?)?
+        .max_all()?
+        .to_scalar::<f32>()?;
+    assert!(relative <= 1e-2, "bias + GELU: {relative}");
     Ok(())
 }
