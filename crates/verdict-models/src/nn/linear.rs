@@ -81,9 +81,7 @@ impl Linear {
     pub fn bias(&self) -> Option<&Tensor> {
         self.bias.as_ref()
     }
-}
 
-impl Linear {
     /// `xs @ weight^T`, without the bias.
     fn product(&self, xs: &Tensor) -> Result<Tensor> {
         let layer = candle_nn::Linear::new(self.weight.clone(), None);

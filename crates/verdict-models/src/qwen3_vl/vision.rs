@@ -189,6 +189,9 @@ impl VisionAttention {
         sin: &Tensor,
         chunks: &[usize],
     ) -> Result<Option<Tensor>> {
+        if !qkv.device().is_cuda() || qkv.dtype() != DType::BF16 {
+            return Ok(None);
+        }
         let patches = qkv.dim(0)?;
         let Some(&len) = chunks.first() else {
             return Ok(None);
