@@ -4,7 +4,8 @@
 //! element-wise kernels than in all matrix products: a bias broadcast over rows, the
 //! transposes that split and merge attention heads, and the scale, mask and softmax passes
 //! over the score tensor each compute a strided index per element. The kernels here do those
-//! jobs in one pass each. Every function returns `Ok(None)` when it does not apply (no `cuda`
+//! jobs in one pass each, and also fuse what follows them: the residual add into the next
+//! norm, the bias into the GELU, the gate into the SwiGLU product. Every function returns `Ok(None)` when it does not apply (no `cuda`
 //! feature, a CPU tensor, a dtype other than bf16, a tensor that tracks gradients, or a layout
 //! the kernel does not take); callers then use the generic candle ops, which compute the same
 //! values (the kernels only round once, in f32, where the generic path may round twice).
