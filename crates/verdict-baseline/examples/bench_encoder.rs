@@ -14,12 +14,14 @@
 //! (the matrix product both encoders spend most of their time in).
 //! `--only fused|candle` times one Verdict path alone (for profiling).
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
+use common::{data_dir, repo, spamassassin_emails};
 use serde_json::{json, Value};
 use std::io::Write;
 use verdict_baseline::embed::{Kernels, SentenceEncoder};
@@ -60,37 +62,15 @@ fn options() -> Result<Options> {
     Ok(options)
 }
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("VERDICT_DATA_DIR").map_or_else(|| repo().join(".cache/data"), PathBuf::from)
-}
-
 /// SpamAssassin test emails as in `bench_sklearn`: every fifth email in group/id order.
 fn test_emails(n: usize) -> Result<Vec<String>> {
-    let root = data_dir().join("spamassassin/package/data");
-    if !root.is_dir() {
-        bail!(
-            "{} missing: run scripts/fetch-data (or scripts/fetch/spamassassin.sh)",
-            root.display()
-        );
-    }
-    let mut emails = Vec::new();
-    for group in ["easy-ham-1", "easy-ham-2", "hard-ham-1", "spam-1", "spam-2"] {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(root.join(group))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .collect();
-        files.sort();
-        for file in files {
-            let value: Value = serde_json::from_slice(&std::fs::read(&file)?)
-                .with_context(|| format!("parsing {}", file.display()))?;
-            emails.push(value["text"].as_str().context("text field")?.to_owned());
-        }
-    }
-    Ok(emails.into_iter().step_by(5).take(n).collect())
+    let emails = spamassassin_emails()?;
+    Ok(emails
+        .into_iter()
+        .step_by(5)
+        .take(n)
+        .map(|(text, _)| text)
+        .collect())
 }
 
 fn python(args: &[&str]) -> Result<Value> {

@@ -13,12 +13,15 @@
 //! encode time with the same thread count and the agreement of the vectors.
 //! Needs `python3` with scikit-learn and sentence-transformers.
 
+mod common;
+
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use common::{data_dir, repo, spamassassin_emails};
 use serde_json::{json, Value};
 use verdict_baseline::embed::SentenceEncoder;
 use verdict_baseline::metrics::macro_f1;
@@ -54,44 +57,11 @@ fn options() -> Result<Options> {
     Ok(options)
 }
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("VERDICT_DATA_DIR").map_or_else(|| repo().join(".cache/data"), PathBuf::from)
-}
-
 type Corpus = Vec<(String, String)>;
 
 /// SpamAssassin emails, label spam/ham, every fifth (in group/id order) held out.
 fn spamassassin() -> Result<(Corpus, Corpus)> {
-    let root = data_dir().join("spamassassin/package/data");
-    if !root.is_dir() {
-        bail!(
-            "{} missing: run scripts/fetch-data (or scripts/fetch/spamassassin.sh)",
-            root.display()
-        );
-    }
-    let mut emails = Vec::new();
-    for group in ["easy-ham-1", "easy-ham-2", "hard-ham-1", "spam-1", "spam-2"] {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(root.join(group))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .collect();
-        files.sort();
-        for file in files {
-            let value: Value = serde_json::from_slice(&std::fs::read(&file)?)
-                .with_context(|| format!("parsing {}", file.display()))?;
-            let text = value["text"].as_str().context("text field")?.to_owned();
-            let label = if group.starts_with("spam") {
-                "spam"
-            } else {
-                "ham"
-            };
-            emails.push((text, label.to_owned()));
-        }
-    }
+    let emails = spamassassin_emails()?;
     Ok(split(emails))
 }
 
