@@ -1,9 +1,13 @@
 //! Launches of `kernels/inference.cu` as candle custom ops (forward only: callers check that
 //! no input tracks gradients). Shapes and layouts are validated by the caller in `gpu.rs`.
+//!
+//! Each op is one [`Launch`] over its operands in order; [`custom_op!`] turns it into the
+//! candle custom-op traits for the operand counts it takes (no CPU implementation: `gpu.rs`
+//! only calls these on CUDA tensors).
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
-use candle_core::cuda_backend::WrapErr;
+use candle_core::cuda_backend::cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::{CudaDType, WrapErr};
 use candle_core::{
     CpuStorage, CudaStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor,
 };
@@ -16,13 +20,79 @@ const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/inference.ptx"));
 const MODULE: &str = "verdict_inference";
 const THREADS: u32 = 256;
 
-fn grid(work_items: usize) -> LaunchConfig {
-    let blocks = work_items.div_ceil(THREADS as usize).clamp(1, 1 << 20) as u32;
-    LaunchConfig {
-        grid_dim: (blocks, 1, 1),
-        block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    }
+type Operand<'a> = (&'a CudaStorage, &'a Layout);
+type Launched = candle_core::Result<(CudaStorage, Shape)>;
+
+/// One kernel launch over the op's tensor operands, in the order the op is applied.
+trait Launch {
+    const NAME: &'static str;
+    fn launch(&self, operands: &[Operand<'_>]) -> Launched;
+}
+
+/// Implements candle's `CustomOpN` for a [`Launch`] type, for each listed operand count.
+macro_rules! custom_op {
+    ($ty:ty: $($arity:tt),+) => { $(custom_op!(@impl $ty, $arity);)+ };
+    (@impl $ty:ty, 1) => {
+        impl CustomOp1 for $ty {
+            fn name(&self) -> &'static str {
+                <$ty as Launch>::NAME
+            }
+            fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+                Err(cuda_only(<$ty as Launch>::NAME))
+            }
+            fn cuda_fwd(&self, s1: &CudaStorage, l1: &Layout) -> Launched {
+                self.launch(&[(s1, l1)])
+            }
+        }
+    };
+    (@impl $ty:ty, 2) => {
+        impl CustomOp2 for $ty {
+            fn name(&self) -> &'static str {
+                <$ty as Launch>::NAME
+            }
+            fn cpu_fwd(
+                &self,
+                _: &CpuStorage,
+                _: &Layout,
+                _: &CpuStorage,
+                _: &Layout,
+            ) -> candle_core::Result<(CpuStorage, Shape)> {
+                Err(cuda_only(<$ty as Launch>::NAME))
+            }
+            fn cuda_fwd(&self, s1: &CudaStorage, l1: &Layout, s2: &CudaStorage, l2: &Layout) -> Launched {
+                self.launch(&[(s1, l1), (s2, l2)])
+            }
+        }
+    };
+    (@impl $ty:ty, 3) => {
+        impl CustomOp3 for $ty {
+            fn name(&self) -> &'static str {
+                <$ty as Launch>::NAME
+            }
+            fn cpu_fwd(
+                &self,
+                _: &CpuStorage,
+                _: &Layout,
+                _: &CpuStorage,
+                _: &Layout,
+                _: &CpuStorage,
+                _: &Layout,
+            ) -> candle_core::Result<(CpuStorage, Shape)> {
+                Err(cuda_only(<$ty as Launch>::NAME))
+            }
+            fn cuda_fwd(
+                &self,
+                s1: &CudaStorage,
+                l1: &Layout,
+                s2: &CudaStorage,
+                l2: &Layout,
+                s3: &CudaStorage,
+                l3: &Layout,
+            ) -> Launched {
+                self.launch(&[(s1, l1), (s2, l2), (s3, l3)])
+            }
+        }
+    };
 }
 
 fn cuda_only(name: &str) -> candle_core::Error {
@@ -33,42 +103,47 @@ fn as_i32(value: usize, what: &str) -> candle_core::Result<i32> {
     i32::try_from(value).map_err(|_| candle_core::Error::Msg(format!("{what} {value} exceeds i32")))
 }
 
+/// The operand's elements from its first one on.
+fn view<'a, T: CudaDType>(operand: &Operand<'a>) -> candle_core::Result<CudaView<'a, T>> {
+    let (storage, layout) = *operand;
+    Ok(storage.as_cuda_slice::<T>()?.slice(layout.start_offset()..))
+}
+
+/// Grid-stride kernels: one thread per work item, up to 2^20 blocks.
+fn grid(work_items: usize) -> LaunchConfig {
+    let blocks = work_items.div_ceil(THREADS as usize).clamp(1, 1 << 20) as u32;
+    LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// Row kernels: one warp per row.
+fn row_grid(rows: usize) -> LaunchConfig {
+    let rows_per_block = (THREADS / 32) as usize;
+    LaunchConfig {
+        grid_dim: (rows.div_ceil(rows_per_block) as u32, 1, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// Operands: `xs`, `bias`.
 struct BiasAdd;
 
-impl CustomOp2 for BiasAdd {
-    fn name(&self) -> &'static str {
-        "bias_add_bf16"
-    }
+impl Launch for BiasAdd {
+    const NAME: &'static str = "bias_add_bf16";
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        Err(cuda_only(self.name()))
-    }
-
-    fn cuda_fwd(
-        &self,
-        xs: &CudaStorage,
-        xs_layout: &Layout,
-        bias: &CudaStorage,
-        bias_layout: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let dev = xs.device().clone();
-        let n = xs_layout.shape().elem_count();
-        let cols = bias_layout.shape().elem_count();
-        let x = xs
-            .as_cuda_slice::<bf16>()?
-            .slice(xs_layout.start_offset()..);
-        let b = bias
-            .as_cuda_slice::<bf16>()?
-            .slice(bias_layout.start_offset()..);
+    fn launch(&self, operands: &[Operand<'_>]) -> Launched {
+        let (storage, layout) = operands[0];
+        let dev = storage.device().clone();
+        let n = layout.shape().elem_count();
+        let cols = operands[1].1.shape().elem_count();
+        let (x, b) = (view::<bf16>(&operands[0])?, view::<bf16>(&operands[1])?);
         // SAFETY: every element is written by the kernel below.
         let out = unsafe { dev.alloc::<bf16>(n)? };
-        let func = dev.get_or_load_custom_func(self.name(), MODULE, PTX)?;
+        let func = dev.get_or_load_custom_func(Self::NAME, MODULE, PTX)?;
         let rows = (n / cols) as i64;
         let cols = as_i32(cols, "bias length")?;
         let mut builder = func.builder();
@@ -81,15 +156,18 @@ impl CustomOp2 for BiasAdd {
         unsafe { builder.launch(grid(n / 8)) }.w()?;
         Ok((
             CudaStorage::wrap_cuda_slice(out, dev),
-            xs_layout.shape().clone(),
+            layout.shape().clone(),
         ))
     }
 }
+
+custom_op!(BiasAdd: 2);
 
 pub fn bias_add(xs: &Tensor, bias: &Tensor) -> Result<Option<Tensor>> {
     Ok(Some(xs.apply_op2_no_bwd(bias, &BiasAdd)?))
 }
 
+/// Operands: `xs`, then optionally the rotary `cos` and `sin` tables.
 struct GatherHeads {
     rep: usize,
     scale: f32,
@@ -97,33 +175,24 @@ struct GatherHeads {
     row_per_i2: usize,
 }
 
-type Tables<'a> = Option<(&'a CudaStorage, &'a Layout, &'a CudaStorage, &'a Layout)>;
+impl Launch for GatherHeads {
+    const NAME: &'static str = "gather_heads_bf16";
 
-impl GatherHeads {
-    fn launch(
-        &self,
-        xs: &CudaStorage,
-        layout: &Layout,
-        tables: Tables<'_>,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
+    fn launch(&self, operands: &[Operand<'_>]) -> Launched {
+        let (storage, layout) = operands[0];
         let (n0, heads, n2, d) = layout.shape().dims4()?;
         let n1 = heads * self.rep;
         let stride = layout.stride();
-        let dev = xs.device().clone();
-        let x = xs.as_cuda_slice::<bf16>()?.slice(layout.start_offset()..);
-        let angles = match tables {
-            Some((cos, cos_layout, sin, sin_layout)) => Some((
-                cos.as_cuda_slice::<f32>()?
-                    .slice(cos_layout.start_offset()..),
-                sin.as_cuda_slice::<f32>()?
-                    .slice(sin_layout.start_offset()..),
-            )),
-            None => None,
+        let dev = storage.device().clone();
+        let x = view::<bf16>(&operands[0])?;
+        let angles = match operands.get(1..3) {
+            Some([cos, sin]) => Some((view::<f32>(cos)?, view::<f32>(sin)?)),
+            _ => None,
         };
         let n = n0 * n1 * n2 * d;
         // SAFETY: every element is written by the kernel below.
         let out = unsafe { dev.alloc::<bf16>(n)? };
-        let func = dev.get_or_load_custom_func("gather_heads_bf16", MODULE, PTX)?;
+        let func = dev.get_or_load_custom_func(Self::NAME, MODULE, PTX)?;
         let null = 0u64;
         let (n0_, n1_, n2_, d_) = (
             as_i32(n0, "rows")?,
@@ -167,53 +236,7 @@ impl GatherHeads {
     }
 }
 
-impl CustomOp1 for GatherHeads {
-    fn name(&self) -> &'static str {
-        "gather_heads_bf16"
-    }
-
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        Err(cuda_only(CustomOp1::name(self)))
-    }
-
-    fn cuda_fwd(
-        &self,
-        xs: &CudaStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        self.launch(xs, layout, None)
-    }
-}
-
-impl CustomOp3 for GatherHeads {
-    fn name(&self) -> &'static str {
-        "gather_heads_rope_bf16"
-    }
-
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        Err(cuda_only(CustomOp3::name(self)))
-    }
-
-    fn cuda_fwd(
-        &self,
-        xs: &CudaStorage,
-        layout: &Layout,
-        cos: &CudaStorage,
-        cos_layout: &Layout,
-        sin: &CudaStorage,
-        sin_layout: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        self.launch(xs, layout, Some((cos, cos_layout, sin, sin_layout)))
-    }
-}
+custom_op!(GatherHeads: 1, 3);
 
 pub fn gather_heads(
     xs: &Tensor,
@@ -233,34 +256,30 @@ pub fn gather_heads(
     }))
 }
 
+/// Operands: `scores`, then optionally the f32 `mask`.
 struct Softmax {
     scale: f32,
 }
 
-impl Softmax {
-    fn launch(
-        &self,
-        scores: &CudaStorage,
-        layout: &Layout,
-        mask: Option<(&CudaStorage, &Layout)>,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
+impl Launch for Softmax {
+    const NAME: &'static str = "scaled_masked_softmax_bf16";
+
+    fn launch(&self, operands: &[Operand<'_>]) -> Launched {
+        let (storage, layout) = operands[0];
         let (batch, heads, q_len, k_len) = layout.shape().dims4()?;
-        let dev = scores.device().clone();
-        let x = scores
-            .as_cuda_slice::<bf16>()?
-            .slice(layout.start_offset()..);
-        let (mask_view, mask_batched) = match mask {
-            Some((m, m_layout)) => (
-                Some(m.as_cuda_slice::<f32>()?.slice(m_layout.start_offset()..)),
-                i32::from(m_layout.dims()[0] == batch && batch > 1),
+        let dev = storage.device().clone();
+        let x = view::<bf16>(&operands[0])?;
+        let (mask, mask_batched) = match operands.get(1) {
+            Some(mask) => (
+                Some(view::<f32>(mask)?),
+                i32::from(mask.1.dims()[0] == batch && batch > 1),
             ),
             None => (None, 0),
         };
         let rows = batch * heads * q_len;
-        let n = rows * k_len;
         // SAFETY: every element is written by the kernel below.
-        let out = unsafe { dev.alloc::<bf16>(n)? };
-        let func = dev.get_or_load_custom_func("scaled_masked_softmax_bf16", MODULE, PTX)?;
+        let out = unsafe { dev.alloc::<bf16>(rows * k_len)? };
+        let func = dev.get_or_load_custom_func(Self::NAME, MODULE, PTX)?;
         let null = 0u64;
         let rows_ = rows as i64;
         let (k_, heads_, q_) = (
@@ -271,7 +290,7 @@ impl Softmax {
         let mut builder = func.builder();
         builder.arg(&x);
         builder.arg(&out);
-        match &mask_view {
+        match &mask {
             Some(m) => builder.arg(m),
             None => builder.arg(&null),
         };
@@ -281,15 +300,8 @@ impl Softmax {
         builder.arg(&q_);
         builder.arg(&mask_batched);
         builder.arg(&self.scale);
-        // One warp per row.
-        let rows_per_block = (THREADS / 32) as usize;
-        let cfg = LaunchConfig {
-            grid_dim: (rows.div_ceil(rows_per_block) as u32, 1, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
         // SAFETY: argument list matches the kernel's signature; shapes checked by the caller.
-        unsafe { builder.launch(cfg) }.w()?;
+        unsafe { builder.launch(row_grid(rows)) }.w()?;
         Ok((
             CudaStorage::wrap_cuda_slice(out, dev),
             layout.shape().clone(),
@@ -297,49 +309,7 @@ impl Softmax {
     }
 }
 
-impl CustomOp1 for Softmax {
-    fn name(&self) -> &'static str {
-        "scaled_softmax_bf16"
-    }
-
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        Err(cuda_only(CustomOp1::name(self)))
-    }
-
-    fn cuda_fwd(
-        &self,
-        scores: &CudaStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        self.launch(scores, layout, None)
-    }
-}
-
-impl CustomOp2 for Softmax {
-    fn name(&self) -> &'static str {
-        "scaled_masked_softmax_bf16"
-    }
-
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        Err(cuda_only(CustomOp2::name(self)))
-    }
-
-    fn cuda_fwd(
-        &self,
-        scores: &CudaStorage,
-        layout: &Layout,
-        mask: &CudaStorage,
-        mask_layout: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        self.launch(scores, layout, Some((mask, mask_layout)))
-    }
-}
+custom_op!(Softmax: 1, 2);
 
 pub fn scaled_masked_softmax(
     scores: &Tensor,
@@ -353,38 +323,32 @@ pub fn scaled_masked_softmax(
     }))
 }
 
-/// Row norms; with a residual the output stacks `[normed, x + residual]` along a new first
-/// dimension (a custom op has one output).
+/// Row norms. Operands: `xs`, `params` (the weight, or `[weight; bias]` for a layer norm), or
+/// `xs`, `residual`, `params`; with a residual the output stacks `[normed, xs + residual]`
+/// along a new first dimension (a custom op has one output).
 struct Norm {
     layer: bool,
-    residual: bool,
     eps: f32,
 }
 
-impl Norm {
-    fn launch(
-        &self,
-        xs: (&CudaStorage, &Layout),
-        residual: Option<(&CudaStorage, &Layout)>,
-        params: (&CudaStorage, &Layout),
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let (storage, layout) = xs;
+impl Launch for Norm {
+    const NAME: &'static str = "norm_bf16";
+
+    fn launch(&self, operands: &[Operand<'_>]) -> Launched {
+        let (storage, layout) = operands[0];
+        let (residual, params) = match operands {
+            [_, params] => (None, params),
+            [_, residual, params] => (Some(residual), params),
+            _ => return Err(candle_core::Error::Msg("norm takes 2 or 3 operands".into())),
+        };
         let dims = layout.dims();
         let cols = dims[dims.len() - 1];
         let n = layout.shape().elem_count();
         let rows = n / cols;
         let dev = storage.device().clone();
-        let x = storage
-            .as_cuda_slice::<bf16>()?
-            .slice(layout.start_offset()..);
-        let res = match residual {
-            Some((s, l)) => Some(s.as_cuda_slice::<bf16>()?.slice(l.start_offset()..)),
-            None => None,
-        };
-        let p = params
-            .0
-            .as_cuda_slice::<bf16>()?
-            .slice(params.1.start_offset()..);
+        let x = view::<bf16>(&operands[0])?;
+        let res = residual.map(view::<bf16>).transpose()?;
+        let p = view::<bf16>(params)?;
         let out_len = if residual.is_some() { 2 * n } else { n };
         // SAFETY: every element is written by the kernel below.
         let out = unsafe { dev.alloc::<bf16>(out_len)? };
@@ -422,14 +386,8 @@ impl Norm {
         builder.arg(&rows_);
         builder.arg(&cols_);
         builder.arg(&self.eps);
-        let rows_per_block = (THREADS / 32) as usize;
-        let cfg = LaunchConfig {
-            grid_dim: (rows.div_ceil(rows_per_block) as u32, 1, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
         // SAFETY: argument list matches the kernel's signature; shapes checked by the caller.
-        unsafe { builder.launch(cfg) }.w()?;
+        unsafe { builder.launch(row_grid(rows)) }.w()?;
         drop(builder);
         let shape = if residual.is_some() {
             let mut stacked = vec![2];
@@ -442,65 +400,7 @@ impl Norm {
     }
 }
 
-impl CustomOp2 for Norm {
-    fn name(&self) -> &'static str {
-        "norm_bf16"
-    }
-
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        Err(cuda_only(CustomOp2::name(self)))
-    }
-
-    fn cuda_fwd(
-        &self,
-        xs: &CudaStorage,
-        layout: &Layout,
-        params: &CudaStorage,
-        params_layout: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        self.launch((xs, layout), None, (params, params_layout))
-    }
-}
-
-impl CustomOp3 for Norm {
-    fn name(&self) -> &'static str {
-        "add_norm_bf16"
-    }
-
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        Err(cuda_only(CustomOp3::name(self)))
-    }
-
-    fn cuda_fwd(
-        &self,
-        xs: &CudaStorage,
-        layout: &Layout,
-        residual: &CudaStorage,
-        residual_layout: &Layout,
-        params: &CudaStorage,
-        params_layout: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        self.launch(
-            (xs, layout),
-            Some((residual, residual_layout)),
-            (params, params_layout),
-        )
-    }
-}
+custom_op!(Norm: 2, 3);
 
 /// `params`: the weight, or `[weight; bias]` concatenated for layer norms.
 pub fn norm(
@@ -510,12 +410,7 @@ pub fn norm(
     layer: bool,
     eps: f32,
 ) -> Result<Option<(Tensor, Option<Tensor>)>> {
-    let op = Norm {
-        layer,
-        residual: residual.is_some(),
-        eps,
-    };
-    debug_assert_eq!(op.residual, residual.is_some());
+    let op = Norm { layer, eps };
     Ok(Some(match residual {
         None => (xs.apply_op2_no_bwd(params, &op)?, None),
         Some(residual) => {
@@ -525,31 +420,25 @@ pub fn norm(
     }))
 }
 
+/// Element-wise activations. Operands: `gate`, then `up` (SwiGLU) or the bias (bias + GELU).
 struct Activation {
     kind: i32,
     /// Bias length for the bias + GELU kind.
     cols: i32,
 }
 
-impl Activation {
-    fn launch(
-        &self,
-        gate: (&CudaStorage, &Layout),
-        up: Option<(&CudaStorage, &Layout)>,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let dev = gate.0.device().clone();
-        let n = gate.1.shape().elem_count();
-        let g = gate
-            .0
-            .as_cuda_slice::<bf16>()?
-            .slice(gate.1.start_offset()..);
-        let u = match up {
-            Some((s, l)) => Some(s.as_cuda_slice::<bf16>()?.slice(l.start_offset()..)),
-            None => None,
-        };
+impl Launch for Activation {
+    const NAME: &'static str = "activation_bf16";
+
+    fn launch(&self, operands: &[Operand<'_>]) -> Launched {
+        let (storage, layout) = operands[0];
+        let dev = storage.device().clone();
+        let n = layout.shape().elem_count();
+        let g = view::<bf16>(&operands[0])?;
+        let u = operands.get(1).map(view::<bf16>).transpose()?;
         // SAFETY: every element is written by the kernel below.
         let out = unsafe { dev.alloc::<bf16>(n)? };
-        let func = dev.get_or_load_custom_func("activation_bf16", MODULE, PTX)?;
+        let func = dev.get_or_load_custom_func(Self::NAME, MODULE, PTX)?;
         let null = 0u64;
         let n_ = n as i64;
         let mut builder = func.builder();
@@ -566,58 +455,12 @@ impl Activation {
         unsafe { builder.launch(grid(n / 8)) }.w()?;
         Ok((
             CudaStorage::wrap_cuda_slice(out, dev),
-            gate.1.shape().clone(),
+            layout.shape().clone(),
         ))
     }
 }
 
-impl CustomOp1 for Activation {
-    fn name(&self) -> &'static str {
-        "gelu_tanh_bf16"
-    }
-
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        Err(cuda_only(CustomOp1::name(self)))
-    }
-
-    fn cuda_fwd(
-        &self,
-        xs: &CudaStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        self.launch((xs, layout), None)
-    }
-}
-
-impl CustomOp2 for Activation {
-    fn name(&self) -> &'static str {
-        if self.kind == 2 {
-            "bias_gelu_tanh_bf16"
-        } else {
-            "swiglu_bf16"
-        }
-    }
-
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        Err(cuda_only(CustomOp2::name(self)))
-    }
-
-    fn cuda_fwd(
-        &self,
-        gate: &CudaStorage,
-        gate_layout: &Layout,
-        up: &CudaStorage,
-        up_layout: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        self.launch((gate, gate_layout), Some((up, up_layout)))
-    }
-}
+custom_op!(Activation: 1, 2);
 
 pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
     let op = Activation { kind: 0, cols: 0 };
