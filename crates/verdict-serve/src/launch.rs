@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use crate::config::ServeConfig;
 use crate::error::{Result, ServeError};
 use crate::model::{ModelInfo, ServedModel};
+use crate::placement::Placement;
 use crate::state::{AppState, TaskSettings};
 
 /// Everything `verdict serve` needs.
@@ -21,6 +22,8 @@ pub struct LaunchOptions {
     pub address: String,
     pub config: ServeConfig,
     pub task: TaskSettings,
+    /// Device and precision of the model.
+    pub placement: Placement,
 }
 
 /// Serves until a shutdown signal; blocks the calling thread.
@@ -42,13 +45,18 @@ pub fn run_service(options: LaunchOptions) -> Result<()> {
             model,
             adapter,
             task,
+            placement,
             ..
         } = options;
         tokio::task::spawn_blocking(move || {
-            let loaded = ServedModel::load_with_adapter(&model, task.labels, adapter.as_deref())
+            let loaded = ServedModel::load_on(&model, task.labels, adapter.as_deref(), &placement)
                 .and_then(|served| loader.install(served));
             match loaded {
-                Ok(()) => tracing::info!("model {} loaded; ready", model.display()),
+                Ok(()) => tracing::info!(
+                    "model {} loaded on {}; ready",
+                    model.display(),
+                    placement.describe()
+                ),
                 Err(error) => {
                     let _ = failed.send(error);
                 }

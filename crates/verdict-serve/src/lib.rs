@@ -13,6 +13,8 @@
 //! - Errors are JSON with a stable `code` ([`AppError`]); internal details are only logged.
 //! - [`serve`] runs the router on a listener until a shutdown signal, then finishes the
 //!   requests in flight.
+//! - [`Placement`]: the device (`cpu`, `cuda`, `cuda:N`; CUDA needs the `cuda` feature) and
+//!   weight precision of a Qwen3-VL model; text baselines run on the CPU only.
 //!
 //! Load generator: `cargo run --release -p verdict-serve --example bench_serve -- --help`.
 
@@ -30,6 +32,7 @@ pub mod launch;
 pub mod metrics;
 pub mod model;
 pub mod object_schema;
+pub mod placement;
 pub mod qwen;
 pub mod schema;
 pub mod state;
@@ -43,6 +46,7 @@ pub use model::{
     BatchModel, ClassifyInput, ClassifyOutput, LabelSet, ModelError, ModelInfo, ModelKind,
     ServedModel,
 };
+pub use placement::{Placement, Precision};
 pub use state::{AppState, ServePolicy, TaskSettings};
 
 /// Serves `state` on `listener` until `shutdown` completes; requests already in flight

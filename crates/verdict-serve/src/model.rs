@@ -15,6 +15,7 @@ use verdict_models::qwen3_vl::Qwen3VL;
 use verdict_models::{DType, Device};
 
 use crate::error::{Result, ServeError};
+use crate::placement::Placement;
 use crate::qwen::QwenEngine;
 
 /// One thing to classify.
@@ -101,6 +102,18 @@ impl ServedModel {
         labels: Option<LabelSet>,
         adapter: Option<&Path>,
     ) -> Result<Self> {
+        Self::load_on(dir, labels, adapter, &Placement::cpu())
+    }
+
+    /// [`ServedModel::load_with_adapter`] on the device and in the precision of `placement`.
+    /// A Qwen3-VL checkpoint (and its adapter) is loaded there; a text baseline runs on the
+    /// CPU only and refuses any other device.
+    pub fn load_on(
+        dir: &Path,
+        labels: Option<LabelSet>,
+        adapter: Option<&Path>,
+        placement: &Placement,
+    ) -> Result<Self> {
         let failure = |message: String| ServeError::Model {
             path: dir.to_path_buf(),
             message,
@@ -112,6 +125,9 @@ impl ServedModel {
                     adapter.display()
                 )));
             }
+            placement
+                .require_cpu("a text baseline (TF-IDF + linear model)")
+                .map_err(failure)?;
             let baseline = Baseline::load(dir).map_err(|e| failure(e.to_string()))?;
             return Ok(Self::Baseline(Box::new(baseline)));
         }
@@ -123,10 +139,10 @@ impl ServedModel {
                         .into(),
                 )
             })?;
+            let (device, dtype) = (&placement.device, placement.dtype());
             let classifier = match adapter {
-                None => Classifier::load(dir, DType::F32, &Device::Cpu)
-                    .map_err(|e| failure(e.to_string()))?,
-                Some(adapter) => load_adapted(dir, adapter).map_err(failure)?,
+                None => Classifier::load(dir, dtype, device).map_err(|e| failure(e.to_string()))?,
+                Some(adapter) => load_adapted(dir, adapter, device, dtype).map_err(failure)?,
             };
             let engine = QwenEngine::new(classifier, labels).map_err(failure)?;
             return Ok(Self::Qwen(Box::new(engine)));
@@ -185,13 +201,17 @@ impl ServedModel {
 }
 
 /// A Qwen3-VL classifier whose linear layers carry the LoRA adapter of `adapter_dir`.
-fn load_adapted(dir: &Path, adapter_dir: &Path) -> std::result::Result<Classifier, String> {
-    let device = Device::Cpu;
+fn load_adapted(
+    dir: &Path,
+    adapter_dir: &Path,
+    device: &Device,
+    dtype: DType,
+) -> std::result::Result<Classifier, String> {
     let in_adapter = |e: verdict_lora::Error| format!("adapter {}: {e}", adapter_dir.display());
-    let factory = verdict_lora::LoraFactory::load_peft(adapter_dir, &device, DType::F32)
-        .map_err(in_adapter)?;
-    let model = Qwen3VL::load(dir, DType::F32, &device, Some(factory.clone()))
-        .map_err(|e| e.to_string())?;
+    let factory =
+        verdict_lora::LoraFactory::load_peft(adapter_dir, device, dtype).map_err(in_adapter)?;
+    let model =
+        Qwen3VL::load(dir, dtype, device, Some(factory.clone())).map_err(|e| e.to_string())?;
     // An adapter whose layers the model never asked for targets another architecture.
     factory.ensure_all_loaded().map_err(in_adapter)?;
     let preprocessor = Preprocessor::from_dir(dir).map_err(|e| e.to_string())?;

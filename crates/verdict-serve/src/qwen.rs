@@ -8,8 +8,9 @@
 //! its own KV cache, which the model's cache does not yet split per row, so those batches
 //! are scored prompt by prompt (still one queue, one model thread).
 
-use candle_core::DType as TensorDType;
+use candle_core::{DType as TensorDType, Tensor};
 use image::RgbImage;
+use verdict_models::nn::ops::log_softmax_last_dim;
 use verdict_models::qwen3_vl::chat::Message;
 use verdict_models::qwen3_vl::classify::{Classifier, Query};
 use verdict_models::qwen3_vl::generation::normalise;
@@ -39,6 +40,20 @@ impl QwenEngine {
             .preprocessor()
             .label_token_ids(&labels.names)
             .map_err(|e| e.to_string())?;
+        // Label columns are picked from the logits on the model's device, where an index
+        // past the vocabulary is not caught: refuse such a pairing up front.
+        let vocab = classifier.model().config().text_config.vocab_size;
+        if let Some((name, id)) = labels
+            .names
+            .iter()
+            .zip(&label_ids)
+            .flat_map(|(name, ids)| ids.iter().map(move |&id| (name, id)))
+            .find(|&(_, id)| id as usize >= vocab)
+        {
+            return Err(format!(
+                "label {name:?} has token {id}, past the model's vocabulary of {vocab}"
+            ));
+        }
         let token_bytes = TokenBytes::from_tokenizer(classifier.preprocessor().chat().tokenizer());
         Ok(Self {
             classifier,
@@ -177,7 +192,8 @@ impl QwenEngine {
     /// (single-token labels only).
     ///
     /// # Shapes
-    /// Logits `(batch, 1, vocab)` at each row's last real position.
+    /// Logits `(batch, 1, vocab)` at each row's last real position -> label log-probabilities
+    /// `(batch, labels)` -> one probability vector per row.
     fn score_padded(&self, inputs: &[&ClassifyInput]) -> verdict_models::Result<Vec<Vec<f64>>> {
         let prompts: Vec<(Vec<Message>, Vec<RgbImage>)> = inputs
             .iter()
@@ -195,32 +211,17 @@ impl QwenEngine {
             .preprocessor()
             .batch(&prompts, model.device())?;
         let forward = model.forward(&batch, None, Logits::Last, false)?;
-        let rows = forward
-            .logits
-            .squeeze(1)?
-            .to_dtype(TensorDType::F32)?
+        // Normalise and pick the label columns where the logits are, so one `(batch, labels)`
+        // table crosses to the host instead of `(batch, vocab)` (a GPU model's only sync).
+        let first_tokens: Vec<u32> = self.label_ids.iter().map(|ids| ids[0]).collect();
+        let columns = Tensor::new(first_tokens.as_slice(), model.device())?;
+        let rows = log_softmax_last_dim(&forward.logits.squeeze(1)?.to_dtype(TensorDType::F32)?)?
+            .index_select(&columns, 1)?
             .to_vec2::<f32>()?;
         Ok(rows
             .iter()
             .map(|row| {
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-                let log_total = max
-                    + row
-                        .iter()
-                        .map(|&v| (v as f64 - max).exp())
-                        .sum::<f64>()
-                        .ln();
-                let log_probs: Vec<f64> = self
-                    .label_ids
-                    .iter()
-                    .map(|ids| {
-                        let logit = row
-                            .get(ids[0] as usize)
-                            .copied()
-                            .unwrap_or(f32::NEG_INFINITY);
-                        logit as f64 - log_total
-                    })
-                    .collect();
+                let log_probs: Vec<f64> = row.iter().map(|&v| v as f64).collect();
                 normalise(&log_probs)
             })
             .collect())

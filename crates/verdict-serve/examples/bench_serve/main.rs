@@ -1,7 +1,7 @@
 //! Load generator: drives a Verdict server on loopback with increasing concurrency and prints
 //! throughput and p50 / p99 latency per level next to the offline batch throughput of the same
-//! model, then pushes past saturation with a small queue to check that overload only produces
-//! explicit 503s and that memory stays flat.
+//! model (loaded once, on the same device), then pushes past saturation with a small queue to
+//! check that overload only produces explicit 503s and that memory stays flat.
 //!
 //! ```text
 //! # TF-IDF baseline trained on SpamAssassin (fetched by scripts/fetch-data):
@@ -11,24 +11,26 @@
 //! cargo run --release -p verdict-serve --example bench_serve -- \
 //!     --model crates/verdict-models/tests/fixtures/qwen3_vl/tiny_a --labels sfw,nsfw \
 //!     --out serve-bench.md
+//! # a full-size Qwen3-VL checkpoint on a GPU, photo-sized images and a 64-token text:
+//! cargo run --release -p verdict-serve --features cuda --example bench_serve -- \
+//!     --model /tmp/qwen3vl-2b --labels sfw,nsfw --device cuda --image-size 448 \
+//!     --text-tokens 64 --concurrency 1,2,4,8,16,32 --requests 256
 //! ```
 //!
 //! Server and load generator share the machine (and its cores): the numbers are an upper
 //! bound on the overhead a separate client machine would see.
 
-use std::io::Cursor;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Instant;
+mod workload;
 
-use anyhow::{bail, Context};
-use base64::Engine as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
 use clap::Parser;
-use serde_json::json;
-use verdict_baseline::{Baseline, BaselineConfig, Targets};
-use verdict_serve::{
-    AppState, ClassifyInput, LabelSet, ModelInfo, ServeConfig, ServedModel, TaskSettings,
-};
+use verdict_serve::{AppState, ModelInfo, Placement, Precision, ServeConfig, TaskSettings};
+
+use workload::{ImageFormat, ItemShape, Workload};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -48,137 +50,49 @@ struct Args {
     /// Requests per level.
     #[arg(long, default_value_t = 400)]
     requests: usize,
-    #[arg(long, default_value_t = 32)]
+    /// Most items per model call, for the server and the offline run alike.
+    #[arg(long, alias = "max-batch", default_value_t = 32)]
     max_batch_size: usize,
+    /// The server's longest wait for more items once it is busy, in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    max_wait_ms: u64,
+    /// Where a Qwen3-VL model runs: `cpu`, `cuda` or `cuda:N` (CUDA needs `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Weight precision: auto (bf16 on CUDA, f32 on the CPU), f32, bf16 or f16.
+    #[arg(long, default_value = "auto")]
+    precision: Precision,
+    /// Side of the synthetic square image of each item, in pixels.
+    #[arg(long, default_value_t = 32)]
+    image_size: u32,
+    /// How the synthetic images are uploaded.
+    #[arg(long, value_enum, default_value = "jpeg")]
+    image_format: ImageFormat,
+    /// Approximate length of each item's text in tokens [default: a short question].
+    #[arg(long)]
+    text_tokens: Option<usize>,
     /// Markdown file to write the results to.
     #[arg(long)]
     out: Option<PathBuf>,
 }
 
-struct Workload {
-    name: String,
-    model: ServedModel,
-    /// Request bodies and the same items as model inputs.
-    bodies: Vec<serde_json::Value>,
-    inputs: Vec<ClassifyInput>,
-}
+impl Args {
+    fn shape(&self) -> ItemShape {
+        ItemShape {
+            image_size: self.image_size,
+            image_format: self.image_format,
+            text_tokens: self.text_tokens,
+        }
+    }
 
-fn spamassassin(dir: &Path) -> anyhow::Result<Workload> {
-    let data = dir.join("package/data");
-    let mut mails = Vec::new();
-    for (folder, label) in [
-        ("easy-ham-1", "ham"),
-        ("easy-ham-2", "ham"),
-        ("hard-ham-1", "ham"),
-        ("spam-1", "spam"),
-        ("spam-2", "spam"),
-    ] {
-        let path = data.join(folder);
-        if !path.exists() {
-            continue;
-        }
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&path)
-            .with_context(|| format!("reading {}", path.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "txt"))
-            .collect();
-        files.sort();
-        for file in files {
-            let bytes = std::fs::read(&file)?;
-            mails.push((
-                String::from_utf8_lossy(&bytes).into_owned(),
-                label.to_string(),
-            ));
+    fn serve_config(&self, queue_capacity: usize) -> ServeConfig {
+        ServeConfig {
+            max_batch_size: self.max_batch_size,
+            max_wait: Duration::from_millis(self.max_wait_ms),
+            queue_capacity,
+            ..ServeConfig::default()
         }
     }
-    if mails.is_empty() {
-        bail!("no mails under {} (run scripts/fetch-data)", data.display());
-    }
-    // Every fifth mail is held out for the load; the rest trains the model.
-    let (mut train_texts, mut train_labels, mut held_out) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, (text, label)) in mails.into_iter().enumerate() {
-        if i % 5 == 0 {
-            held_out.push(text);
-        } else {
-            train_texts.push(text);
-            train_labels.push(label);
-        }
-    }
-    let started = Instant::now();
-    let (baseline, _) = Baseline::fit(
-        &train_texts,
-        &Targets::SingleLabel(train_labels),
-        None,
-        &BaselineConfig::default(),
-    )?;
-    eprintln!(
-        "trained TF-IDF baseline on {} mails in {:.1} s",
-        train_texts.len(),
-        started.elapsed().as_secs_f64()
-    );
-    let bodies = held_out.iter().map(|t| json!({"text": t})).collect();
-    let inputs = held_out
-        .into_iter()
-        .map(|text| ClassifyInput {
-            text: Some(text),
-            ..ClassifyInput::default()
-        })
-        .collect();
-    Ok(Workload {
-        name: "TF-IDF + logistic regression baseline, SpamAssassin (trained on 80%, 20% sent)"
-            .into(),
-        model: ServedModel::Baseline(Box::new(baseline)),
-        bodies,
-        inputs,
-    })
-}
-
-fn model_dir(dir: &Path, labels: &[String]) -> anyhow::Result<Workload> {
-    let set = LabelSet {
-        names: labels.to_vec(),
-        descriptions: vec![String::new(); labels.len()],
-    };
-    let model = ServedModel::load(dir, Some(set))?;
-    let mut bodies = Vec::new();
-    let mut inputs = Vec::new();
-    for i in 0..256u32 {
-        let text = format!("item {i}: is this content safe to show?");
-        if model.accepts_images() {
-            let colour = [
-                (i * 37 % 256) as u8,
-                (i * 91 % 256) as u8,
-                (i * 13 % 256) as u8,
-            ];
-            let image = image::RgbImage::from_pixel(32, 32, image::Rgb(colour));
-            let mut png = Vec::new();
-            image::DynamicImage::ImageRgb8(image.clone())
-                .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)?;
-            let data = base64::engine::general_purpose::STANDARD.encode(&png);
-            bodies.push(json!({"text": text, "images": [{"base64": data}]}));
-            inputs.push(ClassifyInput {
-                text: Some(text),
-                images: vec![image],
-                reason: false,
-            });
-        } else {
-            bodies.push(json!({"text": text}));
-            inputs.push(ClassifyInput {
-                text: Some(text),
-                ..ClassifyInput::default()
-            });
-        }
-    }
-    let kind = if model.accepts_images() {
-        "Qwen3-VL, text + one 32x32 image per item"
-    } else {
-        "baseline"
-    };
-    Ok(Workload {
-        name: format!("{} ({kind}, labels {})", dir.display(), labels.join(",")),
-        model,
-        bodies,
-        inputs,
-    })
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -286,25 +200,44 @@ async fn start(state: AppState) -> anyhow::Result<(String, tokio::sync::oneshot:
     Ok((url, stop))
 }
 
-fn load_workload(args: &Args) -> anyhow::Result<Workload> {
+fn load_workload(args: &Args, placement: &Placement) -> anyhow::Result<Workload> {
     match (&args.spamassassin, &args.model) {
-        (Some(dir), None) => spamassassin(dir),
-        (None, Some(dir)) => model_dir(dir, &args.labels),
+        (Some(dir), None) => {
+            if !placement.is_cpu() {
+                bail!("the TF-IDF baseline runs on the CPU only; drop --device");
+            }
+            workload::spamassassin(dir)
+        }
+        (None, Some(dir)) => workload::model_dir(dir, &args.labels, placement, args.shape()),
         _ => bail!("give --spamassassin DIR or --model DIR"),
     }
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let workload = load_workload(&args)?;
+    let placement = Placement::parse(&args.device, args.precision)?;
+    let workload = load_workload(&args, &placement)?;
     let Workload {
         name,
         model,
         bodies,
         inputs,
     } = workload;
+    if let verdict_serve::ServedModel::Qwen(engine) = &model {
+        if !engine.batches_in_one_pass() {
+            eprintln!(
+                "warning: a label of several tokens makes the model score items one by one \
+                 (no batching gain); single-token labels batch in one padded pass"
+            );
+        }
+    }
 
-    // Offline: the model alone, in batches of the server's size.
+    // Warm-up outside the clock: first kernel launches, cuBLAS handles, allocator pools.
+    for result in model.classify_batch(&inputs[..inputs.len().min(args.max_batch_size)]) {
+        result.map_err(|e| anyhow::anyhow!("warm-up batch: {e:?}"))?;
+    }
+    // Offline: the model alone, in batches of the server's size; each batch's results are
+    // on the host when `classify_batch` returns, so the clock covers the device's work.
     let offline_items = inputs.len().min(args.requests.max(64));
     let started = Instant::now();
     for chunk in inputs[..offline_items].chunks(args.max_batch_size) {
@@ -317,11 +250,7 @@ fn main() -> anyhow::Result<()> {
 
     let runtime = tokio::runtime::Runtime::new()?;
     let bodies = Arc::new(bodies);
-    let config = ServeConfig {
-        max_batch_size: args.max_batch_size,
-        queue_capacity: 1024,
-        ..ServeConfig::default()
-    };
+    let config = args.serve_config(1024);
     let info = ModelInfo {
         id: "bench".into(),
         path: PathBuf::from("bench"),
@@ -352,14 +281,10 @@ fn main() -> anyhow::Result<()> {
     })?;
 
     // Past saturation: a small queue, four times as many callers as it holds, three rounds.
-    let overload_config = ServeConfig {
-        max_batch_size: args.max_batch_size,
-        queue_capacity: args.max_batch_size,
-        ..ServeConfig::default()
-    };
+    let overload_config = args.serve_config(args.max_batch_size);
     // The first server's batcher keeps its model until the runtime drops it, so the overload
-    // server gets a freshly loaded copy.
-    let overload_model = load_workload(&args)?.model;
+    // server gets a freshly loaded copy (on a GPU, a second copy of the weights).
+    let overload_model = load_workload(&args, &placement)?.model;
     let overload = {
         let state = AppState::with_model(overload_config, info, &task, overload_model)?;
         runtime.block_on(async {
@@ -383,9 +308,9 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(f64::NAN);
     let mut table = String::new();
     table.push_str(&format!(
-        "Workload: {name}. Server batch size {}, offline batch throughput {offline:.1} items/s, \
-         single-request p50 {single:.2} ms.\n\n",
-        args.max_batch_size
+        "Workload: {name}. Server batch size {}, max wait {} ms, offline batch throughput \
+         {offline:.1} items/s, single-request p50 {single:.2} ms.\n\n",
+        args.max_batch_size, args.max_wait_ms
     ));
     table.push_str("| concurrency | requests/s | vs offline | p50 ms | p99 ms | p99 / single p50 | 503 | other errors |\n");
     table.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
@@ -435,4 +360,73 @@ fn main() -> anyhow::Result<()> {
         eprintln!("appended to {}", out.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gpu_command_line_parses() {
+        let args = Args::try_parse_from([
+            "bench_serve",
+            "--model",
+            "/tmp/qwen3vl-2b",
+            "--labels",
+            "sfw,nsfw",
+            "--device",
+            "cuda",
+            "--image-size",
+            "448",
+            "--text-tokens",
+            "64",
+            "--concurrency",
+            "1,2,4,8,16,32",
+            "--requests",
+            "256",
+            "--max-batch",
+            "16",
+            "--max-wait-ms",
+            "2",
+        ])
+        .expect("parses");
+        assert_eq!(args.labels, ["sfw", "nsfw"]);
+        assert_eq!(args.concurrency, [1, 2, 4, 8, 16, 32]);
+        assert_eq!(args.precision, Precision::Auto);
+        assert_eq!(
+            args.shape(),
+            ItemShape {
+                image_size: 448,
+                image_format: ImageFormat::Jpeg,
+                text_tokens: Some(64),
+            }
+        );
+        let config = args.serve_config(64);
+        assert_eq!(config.max_batch_size, 16);
+        assert_eq!(config.max_wait, Duration::from_millis(2));
+        assert_eq!(config.queue_capacity, 64);
+        if !cfg!(feature = "cuda") {
+            let error = Placement::parse(&args.device, args.precision)
+                .err()
+                .map(|e| e.to_string());
+            assert!(error.is_some_and(|m| m.contains("--features cuda")));
+        }
+    }
+
+    #[test]
+    fn defaults_keep_the_earlier_workload_and_bad_values_are_refused() {
+        let args = Args::try_parse_from(["bench_serve", "--model", "m"]).expect("parses");
+        assert_eq!((args.image_size, args.text_tokens), (32, None));
+        assert_eq!((args.max_batch_size, args.max_wait_ms), (32, 5));
+        assert_eq!(args.device, "cpu");
+        let precision = Args::try_parse_from(["bench_serve", "--precision", "BF16"])
+            .expect("parses")
+            .precision;
+        assert_eq!(precision, Precision::Bf16);
+        let error = Args::try_parse_from(["bench_serve", "--precision", "f8"])
+            .err()
+            .map(|e| e.to_string());
+        assert!(error.is_some_and(|m| m.contains("unknown precision `f8`")));
+        assert!(Args::try_parse_from(["bench_serve", "--image-format", "gif"]).is_err());
+    }
 }
