@@ -6,22 +6,25 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use verdict_models::qwen3_vl::classify::{Classifier, Query};
 use verdict_models::qwen3_vl::processor::load_image;
-use verdict_models::{DType, Device};
 
 /// Numeric precision of the weights.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Precision {
+    /// bf16 on CUDA, f32 on the CPU.
+    Auto,
     F32,
     Bf16,
     F16,
 }
 
 impl Precision {
-    fn dtype(self) -> DType {
+    /// The same choice in the service's terms (one rule for `predict` and `serve`).
+    pub fn serving(self) -> verdict_serve::Precision {
         match self {
-            Self::F32 => DType::F32,
-            Self::Bf16 => DType::BF16,
-            Self::F16 => DType::F16,
+            Self::Auto => verdict_serve::Precision::Auto,
+            Self::F32 => verdict_serve::Precision::F32,
+            Self::Bf16 => verdict_serve::Precision::Bf16,
+            Self::F16 => verdict_serve::Precision::F16,
         }
     }
 }
@@ -61,8 +64,12 @@ pub struct Args {
     #[arg(long, default_value_t = 200)]
     pub max_reason_bytes: usize,
 
-    /// Weight precision.
-    #[arg(long, value_enum, default_value = "f32")]
+    /// Where to run: `cpu`, `cuda` or `cuda:N` (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+
+    /// Weight precision; `auto` is bf16 on CUDA and f32 on the CPU.
+    #[arg(long, value_enum, default_value = "auto")]
     pub precision: Precision,
 }
 
@@ -125,12 +132,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.images.is_empty() && args.text.is_none() {
         bail!("nothing to classify: give --image PATH and/or --text TEXT");
     }
+    let placement = verdict_serve::Placement::parse(&args.device, args.precision.serving())?;
     let images = args
         .images
         .iter()
         .map(|path| load_image(path).with_context(|| format!("reading image {}", path.display())))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let classifier = Classifier::load(&args.model, args.precision.dtype(), &Device::Cpu)
+    let classifier = Classifier::load(&args.model, placement.dtype(), &placement.device)
         .with_context(|| format!("loading model from {}", args.model.display()))?;
     let query = Query {
         system: args.system.clone(),

@@ -4,12 +4,16 @@
 //! loaded), then the model loads; Ctrl-C or SIGTERM stops accepting connections and finishes
 //! the requests in flight. Endpoints: `/v1/classify`, `/v1/classify/batch`,
 //! `/v1/chat/completions`, `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
+//! `--device cuda:N` puts a Qwen3-VL model on a GPU (bf16 unless `--precision` says
+//! otherwise); the batcher's single model thread then drives the GPU.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use verdict_serve::{LabelSet, LaunchOptions, ServeConfig, TaskSettings};
+use verdict_serve::{LabelSet, LaunchOptions, Placement, ServeConfig, TaskSettings};
+
+use super::predict::Precision;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -84,9 +88,21 @@ pub struct Args {
     /// Requests of one batch in flight at once.
     #[arg(long, default_value_t = 4)]
     pub batch_concurrency: usize,
+
+    /// Where a Qwen3-VL model runs: `cpu`, `cuda` or `cuda:N` (CUDA needs a build with
+    /// `--features cuda`). Text baselines run on the CPU only and refuse any other device.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+
+    /// Precision of Qwen3-VL weights; `auto` is bf16 on CUDA and f32 on the CPU.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub precision: Precision,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    // Opened before the socket: a device that is missing (or a build without CUDA) stops
+    // here with its reason instead of a service that never turns ready.
+    let placement = Placement::parse(&args.device, args.precision.serving())?;
     let config = ServeConfig {
         max_batch_size: args.max_batch_size,
         max_wait: Duration::from_millis(args.max_wait_ms),
@@ -123,6 +139,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         address: format!("{}:{}", args.host, args.port),
         config,
         task,
+        placement,
     })
     .with_context(|| format!("serving {}", args.model.display()))
 }
