@@ -230,7 +230,7 @@ fn number_piece(name: &str, integer: bool, property: &Map<String, Value>) -> Res
             integer,
             signed: true,
         },
-        (Some(min), None) if min == 0.0 => Piece::Number {
+        (Some(0.0), None) => Piece::Number {
             integer,
             signed: false,
         },

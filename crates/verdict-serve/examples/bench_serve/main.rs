@@ -20,6 +20,7 @@
 //! Server and load generator share the machine (and its cores): the numbers are an upper
 //! bound on the overhead a separate client machine would see.
 
+mod load;
 mod workload;
 
 use std::path::PathBuf;
@@ -30,6 +31,7 @@ use anyhow::bail;
 use clap::Parser;
 use verdict_serve::{AppState, ModelInfo, Placement, Precision, ServeConfig, TaskSettings};
 
+use load::{drive, rss_mib, start, Level};
 use workload::{ImageFormat, ItemShape, Workload};
 
 #[derive(Parser, Debug)]
@@ -95,111 +97,6 @@ impl Args {
     }
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
-
-struct Level {
-    concurrency: usize,
-    ok: usize,
-    rejected: usize,
-    other: usize,
-    seconds: f64,
-    p50: f64,
-    p99: f64,
-}
-
-async fn drive(
-    url: &str,
-    bodies: Arc<Vec<serde_json::Value>>,
-    concurrency: usize,
-    requests: usize,
-) -> Level {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()
-        .expect("client");
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (client, bodies, next, url) = (
-            client.clone(),
-            bodies.clone(),
-            next.clone(),
-            url.to_string(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut seen = Vec::new();
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                if i >= requests {
-                    break;
-                }
-                let body = &bodies[i % bodies.len()];
-                let sent = Instant::now();
-                let status = match client.post(&url).json(body).send().await {
-                    Ok(response) => {
-                        let status = response.status().as_u16();
-                        let _ = response.bytes().await;
-                        status
-                    }
-                    Err(_) => 0,
-                };
-                seen.push((status, sent.elapsed().as_secs_f64() * 1000.0));
-            }
-            seen
-        }));
-    }
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await.unwrap_or_default());
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let mut latencies: Vec<f64> = all
-        .iter()
-        .filter(|(s, _)| *s == 200)
-        .map(|(_, l)| *l)
-        .collect();
-    latencies.sort_by(f64::total_cmp);
-    Level {
-        concurrency,
-        ok: latencies.len(),
-        rejected: all.iter().filter(|(s, _)| *s == 503).count(),
-        other: all.iter().filter(|(s, _)| *s != 200 && *s != 503).count(),
-        seconds,
-        p50: percentile(&latencies, 0.5),
-        p99: percentile(&latencies, 0.99),
-    }
-}
-
-async fn start(state: AppState) -> anyhow::Result<(String, tokio::sync::oneshot::Sender<()>)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/v1/classify", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(verdict_serve::serve(listener, state, async {
-        let _ = stopped.await;
-    }));
-    Ok((url, stop))
-}
-
 fn load_workload(args: &Args, placement: &Placement) -> anyhow::Result<Workload> {
     match (&args.spamassassin, &args.model) {
         (Some(dir), None) => {
@@ -247,6 +144,22 @@ fn main() -> anyhow::Result<()> {
     }
     let offline = offline_items as f64 / started.elapsed().as_secs_f64();
     eprintln!("offline: {offline:.1} items/s over {offline_items} items");
+    let preparation =
+        workload::preparation_seconds(&model, &inputs[..offline_items], args.max_batch_size)?;
+    let preparation = match preparation {
+        Some(seconds) => {
+            let per_batch =
+                offline_items as f64 / offline / offline_items.div_ceil(args.max_batch_size) as f64;
+            format!(
+                " Building the inputs of one batch (template, tokens, image resizing and \
+                 patches, copy to the device) takes {:.1} ms of the model thread, {:.0}% of an \
+                 offline batch.",
+                seconds * 1000.0,
+                100.0 * seconds / per_batch
+            )
+        }
+        None => String::new(),
+    };
 
     let runtime = tokio::runtime::Runtime::new()?;
     let bodies = Arc::new(bodies);
@@ -309,7 +222,7 @@ fn main() -> anyhow::Result<()> {
     let mut table = String::new();
     table.push_str(&format!(
         "Workload: {name}. Server batch size {}, max wait {} ms, offline batch throughput \
-         {offline:.1} items/s, single-request p50 {single:.2} ms.\n\n",
+         {offline:.1} items/s, single-request p50 {single:.2} ms.{preparation}\n\n",
         args.max_batch_size, args.max_wait_ms
     ));
     table.push_str("| concurrency | requests/s | vs offline | p50 ms | p99 ms | p99 / single p50 | 503 | other errors |\n");

@@ -12,6 +12,7 @@ use anyhow::{bail, Context};
 use base64::Engine as _;
 use serde_json::json;
 use verdict_baseline::{Baseline, BaselineConfig, Targets};
+use verdict_models::qwen3_vl::inputs::Preprocessor;
 use verdict_serve::{ClassifyInput, LabelSet, Placement, ServedModel};
 
 /// Distinct synthetic items; requests cycle through them.
@@ -257,6 +258,43 @@ fn measured_text_tokens(model: &ServedModel, inputs: &[ClassifyInput]) -> Option
         total += tokenizer.encode(text, false).ok()?.len();
     }
     Some(total as f64 / inputs.len().max(1) as f64)
+}
+
+/// Seconds per batch of `batch` items spent building the model's inputs (chat template,
+/// tokenising, resizing and patchifying images, copying them to the model's device): CPU work
+/// of the model thread that the device waits for. `None` unless a Qwen3-VL model scores its
+/// batches in one padded pass.
+pub fn preparation_seconds(
+    model: &ServedModel,
+    inputs: &[ClassifyInput],
+    batch: usize,
+) -> anyhow::Result<Option<f64>> {
+    let ServedModel::Qwen(engine) = model else {
+        return Ok(None);
+    };
+    if !engine.batches_in_one_pass() || inputs.is_empty() {
+        return Ok(None);
+    }
+    let classifier = engine.classifier();
+    let started = Instant::now();
+    let mut batches = 0usize;
+    for chunk in inputs.chunks(batch.max(1)) {
+        let prompts: Vec<_> = chunk
+            .iter()
+            .map(|input| {
+                let text = engine.instruction(input.text.as_deref(), false);
+                (
+                    Preprocessor::classification_messages(None, input.images.len(), &text),
+                    input.images.clone(),
+                )
+            })
+            .collect();
+        classifier
+            .preprocessor()
+            .batch(&prompts, classifier.model().device())?;
+        batches += 1;
+    }
+    Ok(Some(started.elapsed().as_secs_f64() / batches as f64))
 }
 
 #[cfg(test)]
