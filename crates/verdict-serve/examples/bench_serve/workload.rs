@@ -113,7 +113,7 @@ pub fn spamassassin(dir: &Path) -> anyhow::Result<Workload> {
     })
 }
 
-/// Everyday words that are one token each (with their leading space) in Qwen's vocabulary.
+/// Everyday words, most of them one token (with their leading space) in Qwen's vocabulary.
 const WORDS: [&str; 48] = [
     "the", "photo", "shows", "a", "person", "in", "a", "room", "with", "some", "people", "near",
     "the", "table", "and", "a", "dog", "on", "the", "floor", "is", "this", "post", "safe", "for",
@@ -121,19 +121,26 @@ const WORDS: [&str; 48] = [
     "show", "it", "to", "our", "users", "on", "the", "home", "page", "today", "thanks",
 ];
 
-/// Item `i`'s text: a short question, or `tokens` words (about as many tokens).
-pub fn synthetic_text(i: u32, tokens: Option<usize>) -> String {
+/// Item `i`'s text: a short question, or words added while `count` (the served model's
+/// tokenizer, or a word count) stays within `tokens`.
+pub fn synthetic_text(i: u32, tokens: Option<usize>, count: &dyn Fn(&str) -> usize) -> String {
     let Some(tokens) = tokens else {
         return format!("item {i}: is this content safe to show?");
     };
     let mut text = format!("item {i}:");
-    // "item", " N", ":" are about three tokens of the budget.
-    for k in 0..tokens.saturating_sub(3) {
+    for k in 0.. {
         let word = WORDS[(i as usize * 7 + k * 13) % WORDS.len()];
-        text.push(' ');
-        text.push_str(word);
+        let longer = format!("{text} {word}");
+        if count(&longer) > tokens {
+            break;
+        }
+        text = longer;
     }
     text
+}
+
+fn word_count(text: &str) -> usize {
+    text.split_whitespace().count()
 }
 
 /// Item `i`'s image: a colour gradient with a little deterministic noise, so that it encodes
@@ -193,11 +200,29 @@ pub fn model_dir(
         descriptions: vec![String::new(); labels.len()],
     };
     let model = ServedModel::load_on(dir, Some(set), None, placement)?;
+    // Text lengths in the served model's own tokens where it has a tokenizer.
+    let count: Box<dyn Fn(&str) -> usize> = match &model {
+        ServedModel::Qwen(engine) => {
+            let tokenizer = engine
+                .classifier()
+                .preprocessor()
+                .chat()
+                .tokenizer()
+                .clone();
+            Box::new(move |text: &str| {
+                tokenizer
+                    .encode(text, false)
+                    .map(|encoding| encoding.len())
+                    .unwrap_or_else(|_| word_count(text))
+            })
+        }
+        _ => Box::new(word_count),
+    };
     let mut bodies = Vec::new();
     let mut inputs = Vec::new();
     let mut image_bytes = 0usize;
     for i in 0..SYNTHETIC_ITEMS {
-        let text = synthetic_text(i, shape.text_tokens);
+        let text = synthetic_text(i, shape.text_tokens, &count);
         if model.accepts_images() {
             let (encoded, image) =
                 encode(&synthetic_image(i, shape.image_size), shape.image_format)?;
@@ -217,11 +242,18 @@ pub fn model_dir(
             });
         }
     }
-    let text_tokens = measured_text_tokens(&model, &inputs);
-    let text = match text_tokens {
-        Some(tokens) => format!("item text {tokens:.0} tokens"),
-        None => "short item text".into(),
+    let total: usize = inputs
+        .iter()
+        .map(|input| count(input.text.as_deref().unwrap_or_default()))
+        .sum();
+    let unit = match &model {
+        ServedModel::Qwen(_) => "tokens",
+        _ => "words",
     };
+    let text = format!(
+        "item text {:.0} {unit}",
+        total as f64 / inputs.len().max(1) as f64
+    );
     let kind = if model.accepts_images() {
         let side = shape.image_size;
         let format = match shape.image_format {
@@ -244,20 +276,6 @@ pub fn model_dir(
         bodies,
         inputs,
     })
-}
-
-/// Mean tokens of the item texts under the model's own tokenizer (Qwen3-VL only).
-fn measured_text_tokens(model: &ServedModel, inputs: &[ClassifyInput]) -> Option<f64> {
-    let ServedModel::Qwen(engine) = model else {
-        return None;
-    };
-    let tokenizer = engine.classifier().preprocessor().chat().tokenizer();
-    let mut total = 0usize;
-    for input in inputs {
-        let text = input.text.as_deref().unwrap_or_default();
-        total += tokenizer.encode(text, false).ok()?.len();
-    }
-    Some(total as f64 / inputs.len().max(1) as f64)
 }
 
 /// Seconds per batch of `batch` items spent building the model's inputs (chat template,
@@ -304,14 +322,24 @@ mod tests {
     #[test]
     fn text_length_follows_the_token_budget() {
         assert_eq!(
-            synthetic_text(3, None),
+            synthetic_text(3, None, &word_count),
             "item 3: is this content safe to show?"
         );
-        let text = synthetic_text(5, Some(64));
-        // "item", "5:" and 61 words.
-        assert_eq!(text.split_whitespace().count(), 63);
-        assert_ne!(synthetic_text(6, Some(64)), text, "items differ");
-        assert_eq!(synthetic_text(0, Some(2)), "item 0:");
+        let text = synthetic_text(5, Some(64), &word_count);
+        assert_eq!(word_count(&text), 64);
+        assert_ne!(
+            synthetic_text(6, Some(64), &word_count),
+            text,
+            "items differ"
+        );
+        assert_eq!(synthetic_text(0, Some(2), &word_count), "item 0:");
+        // A tokenizer that splits every character: the budget holds in its units.
+        let characters = |t: &str| t.chars().count();
+        let text = synthetic_text(1, Some(40), &characters);
+        assert!(
+            characters(&text) <= 40 && characters(&text) > 30,
+            "{text:?}"
+        );
     }
 
     #[test]
