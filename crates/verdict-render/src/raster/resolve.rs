@@ -42,6 +42,9 @@ pub(super) struct Resolver<'s, 'a> {
     /// Scratch of [`Self::classify`].
     same_down: Vec<u32>,
     same_right: Vec<u32>,
+    /// The last pair of triangles (smaller id first) whose crease was tested, and the result.
+    last_pair: (u32, u32),
+    last_crease: bool,
 }
 
 /// Class of a pixel that needs per-sample work.
@@ -69,6 +72,8 @@ impl<'s, 'a> Resolver<'s, 'a> {
             classes: Vec::new(),
             same_down: Vec::new(),
             same_right: Vec::new(),
+            last_pair: (0, 0),
+            last_crease: false,
         }
     }
 
@@ -82,14 +87,28 @@ impl<'s, 'a> Resolver<'s, 'a> {
     ) {
         // A constant sample count lets the compiler unroll the per-pixel loops.
         match self.samples {
-            1 => self.resolve_with::<1>(samples, rows, columns, pixels),
-            2 => self.resolve_with::<2>(samples, rows, columns, pixels),
-            3 => self.resolve_with::<3>(samples, rows, columns, pixels),
-            _ => self.resolve_with::<4>(samples, rows, columns, pixels),
+            1 => self.resolve_outlines::<1>(samples, rows, columns, pixels),
+            2 => self.resolve_outlines::<2>(samples, rows, columns, pixels),
+            3 => self.resolve_outlines::<3>(samples, rows, columns, pixels),
+            _ => self.resolve_outlines::<4>(samples, rows, columns, pixels),
         }
     }
 
-    fn resolve_with<const S: usize>(
+    fn resolve_outlines<const S: usize>(
+        &mut self,
+        samples: &Samples,
+        rows: Range<usize>,
+        columns: Range<usize>,
+        pixels: &mut [u8],
+    ) {
+        if self.outlines {
+            self.resolve_with::<S, true>(samples, rows, columns, pixels)
+        } else {
+            self.resolve_with::<S, false>(samples, rows, columns, pixels)
+        }
+    }
+
+    fn resolve_with<const S: usize, const OUTLINES: bool>(
         &mut self,
         samples: &Samples,
         rows: Range<usize>,
@@ -103,7 +122,7 @@ impl<'s, 'a> Resolver<'s, 'a> {
             let sample_row = (out_y * S) as i32 - samples.origin_y;
             let row_start = sample_row as usize * stride;
             let first = row_start + ((columns.start * S) as i32 - samples.origin_x) as usize;
-            self.classify::<S>(samples, first, columns.len(), &mut classes);
+            self.classify::<S, OUTLINES>(samples, first, columns.len(), &mut classes);
             let line = &mut pixels[out_y * self.size * 3..(out_y + 1) * self.size * 3];
             let line = &mut line[columns.start * 3..columns.end * 3];
             let y = (out_y * S) as f32 + centre_offset;
@@ -111,7 +130,16 @@ impl<'s, 'a> Resolver<'s, 'a> {
             let mut k = 0;
             while k < count {
                 let class = classes[k];
+                // Whole blocks first (compared without branches, on SIMD lanes): runs of
+                // one triangle are long.
                 let mut end = k + 1;
+                while end + 8 <= count
+                    && classes[end..end + 8]
+                        .iter()
+                        .fold(true, |all, &other| all & (other == class))
+                {
+                    end += 8;
+                }
                 while end < count && classes[end] == class {
                     end += 1;
                 }
@@ -149,74 +177,76 @@ impl<'s, 'a> Resolver<'s, 'a> {
     }
 
     /// Sets `classes[i]` for the `count` pixels of one output row whose first sample is
-    /// `first`: the id they all show, or [`MIXED`]. Compares whole sample rows at once
-    /// (`same_down[p]`: column p shows one id from the row above the pixels' samples to
-    /// the row below them; `same_right[p]`: each sample row shows one id at columns p and
-    /// p + 1), as all-ones or zero masks, which vectorises, then combines S + 1 flags per
-    /// pixel without branches.
-    fn classify<const S: usize>(
+    /// `first`: the id they all show, or [`MIXED`]. One pass over the sample columns sets
+    /// two flags per column as all-ones or zero masks, which vectorises (`same_down[p]`:
+    /// column p shows one id from the row above the pixels' samples to the row below
+    /// them, or over the pixels' rows only without outlines; `same_right[p]`: each sample
+    /// row shows one id at columns p and p + 1), then S + 1 flags are combined per pixel
+    /// without branches.
+    fn classify<const S: usize, const OUTLINES: bool>(
         &mut self,
         samples: &Samples,
         first: usize,
         count: usize,
         classes: &mut Vec<u32>,
     ) {
-        let ids = samples.ids;
         let stride = samples.stride;
-        // Columns first - 1 ..= first + count * S: the pixels' samples and one on each side.
+        // Columns first - 1 ..= first + count * S: the pixels' samples and one on each side,
+        // in the sample rows from the one above the pixels' to the one below.
         let columns = count * S + 2;
-        let row = |k: usize| &ids[first - 1 + k * stride - stride..][..columns];
+        let base = first - 1 - stride;
+        let ids = &samples.ids[base..base + (S + 1) * stride + columns];
+        let row = |k: usize| &ids[k * stride..k * stride + columns];
+        // Rows compared vertically: with outlines, the rows above and below too.
+        let (top, bottom) = if OUTLINES { (0, S + 1) } else { (1, S) };
+        let mut rows: [&[u32]; 6] = [row(0); 6];
+        for (k, slot) in rows.iter_mut().enumerate().take(S + 2) {
+            *slot = row(k);
+        }
         let mask = |same: bool| u32::from(same).wrapping_neg();
-        // Sample rows to compare vertically: with outlines, the rows above and below too.
-        let (top, bottom) = if self.outlines { (0, S + 1) } else { (1, S) };
-        // The first comparison sets the flags, the others narrow them (every flag is
-        // written, so the buffers are only resized, never cleared).
-        let same_down = &mut self.same_down;
-        same_down.resize(columns, 0);
-        if top == bottom {
-            // One sample row and no outlines: nothing to compare vertically.
-            same_down.fill(u32::MAX);
-        }
-        for k in top..bottom {
-            let (upper, lower) = (row(k), row(k + 1));
-            for ((flag, a), b) in same_down.iter_mut().zip(upper).zip(lower) {
-                *flag = mask(a == b) & if k == top { u32::MAX } else { *flag };
-            }
-        }
-        let same_right = &mut self.same_right;
-        same_right.resize(columns, 0);
-        for k in 1..=S {
-            let line = row(k);
-            for ((flag, a), b) in same_right.iter_mut().zip(line).zip(&line[1..]) {
-                *flag = mask(a == b) & if k == 1 { u32::MAX } else { *flag };
-            }
-        }
+        self.same_down.resize(columns, 0);
+        self.same_right.resize(columns, 0);
+        let same_down = &mut self.same_down[..columns];
+        let same_right = &mut self.same_right[..columns];
         // The last column has no right neighbour in the buffer (and no pixel uses it).
+        for c in 0..columns - 1 {
+            let mut down = u32::MAX;
+            for k in top..bottom {
+                down &= mask(rows[k][c] == rows[k + 1][c]);
+            }
+            let mut right = u32::MAX;
+            for line in &rows[1..=S] {
+                right &= mask(line[c] == line[c + 1]);
+            }
+            same_down[c] = down;
+            same_right[c] = right;
+        }
+        same_down[columns - 1] = u32::MAX;
         same_right[columns - 1] = 0;
         // Pixel i covers columns 1 + i*S ..= i*S + S. Uniform: every one of its columns is
         // the same down, and neighbouring columns agree from i*S (its left neighbour) to
         // i*S + S (its right neighbour). Without outlines, neighbours do not matter: the
         // pairs that cross a pixel boundary count as agreeing.
-        if !self.outlines {
+        if !OUTLINES {
             for flag in same_right.iter_mut().step_by(S) {
                 *flag = u32::MAX;
             }
         }
-        for (down, right) in same_down.iter_mut().zip(same_right.iter()) {
-            *down &= right;
-        }
-        // Pixel i: flags right[i*S] (its left neighbour) and both[i*S + 1 ..= i*S + S];
-        // MIXED is all ones, so `id | !uniform` is the id or MIXED.
-        let both = &same_down[1..];
-        let first_row = &row(1)[1..];
+        // Pixel i: flags right[i*S] (its left neighbour) and down and right of
+        // i*S + 1 ..= i*S + S; MIXED is all ones, so `id | !uniform` is the id or MIXED.
+        let first_row = &rows[1][1..];
         classes.resize(count, 0);
-        for (((class, block), right), ids) in classes
+        for ((((class, down), right), left), ids) in classes
             .iter_mut()
-            .zip(both.chunks_exact(S))
-            .zip(same_right.chunks_exact(S))
+            .zip(same_down[1..].chunks_exact(S))
+            .zip(same_right[1..].chunks_exact(S))
+            .zip(same_right.iter().step_by(S))
             .zip(first_row.chunks_exact(S))
         {
-            let uniform = block.iter().fold(right[0], |all, &flag| all & flag);
+            let uniform = down
+                .iter()
+                .zip(right)
+                .fold(*left, |all, (&d, &r)| all & d & r);
             *class = ids[0] | !uniform;
         }
     }
@@ -232,16 +262,31 @@ impl<'s, 'a> Resolver<'s, 'a> {
         out_y: usize,
         centre_offset: f32,
     ) -> [u32; 3] {
-        let ids = samples.ids;
         let stride = samples.stride;
-        let id = ids[top_left];
+        // The pixel's samples and their four-neighbours, sliced once so that the reads
+        // below need no bounds checks of their own.
+        let origin = top_left - stride - 1;
+        let span = (S + 1) * stride + S + 2;
+        let ids = &samples.ids[origin..origin + span];
+        let depth = &samples.depth[origin..origin + span];
+        let at = |sy: usize, sx: usize| (sy + 1) * stride + sx + 1;
+        let id = ids[at(0, 0)];
         let mut outline = [[false; S]; S];
         let mut uniform = true;
         for (sy, flags) in outline.iter_mut().enumerate() {
             for (sx, flag) in flags.iter_mut().enumerate() {
-                let i = top_left + sy * stride + sx;
-                *flag = self.outlines && self.on_outline(samples, i);
-                uniform &= ids[i] == id && !*flag;
+                let i = at(sy, sx);
+                let own = ids[i];
+                if self.outlines {
+                    for j in [i - 1, i + 1, i - stride, i + stride] {
+                        let other = ids[j];
+                        if other != own && self.differs(own, other, depth[i], depth[j]) {
+                            *flag = true;
+                            break;
+                        }
+                    }
+                }
+                uniform &= own == id && !*flag;
             }
         }
         if uniform {
@@ -258,7 +303,7 @@ impl<'s, 'a> Resolver<'s, 'a> {
             let y = out_y * S + sy;
             for (sx, &on_outline) in flags.iter().enumerate() {
                 let x = out_x * S + sx;
-                let id = ids[top_left + sy * stride + sx];
+                let id = ids[at(sy, sx)];
                 let color = if on_outline {
                     self.outline
                 } else if id == 0 {
@@ -274,22 +319,25 @@ impl<'s, 'a> Resolver<'s, 'a> {
         sum.map(|channel| (channel + count / 2) / count)
     }
 
-    fn on_outline(&self, samples: &Samples, i: usize) -> bool {
-        let ids = samples.ids;
-        [i - 1, i + 1, i - samples.stride, i + samples.stride]
-            .into_iter()
-            .any(|j| ids[j] != ids[i] && self.differs(samples, i, j))
-    }
-
-    /// Whether two samples showing different triangles are separated by a visible edge.
-    fn differs(&self, samples: &Samples, i: usize, j: usize) -> bool {
-        let (a, b) = (samples.ids[i], samples.ids[j]);
+    /// Whether two samples showing different triangles `a` and `b`, at depths
+    /// `depth_a` and `depth_b`, are separated by a visible edge.
+    #[inline]
+    fn differs(&mut self, a: u32, b: u32, depth_a: f32, depth_b: f32) -> bool {
         if a == 0 || b == 0 {
             return true;
         }
-        let distance = |k: usize| self.camera.distance_of(samples.depth[k]);
-        (distance(i) - distance(j)).abs() > self.depth_jump
-            || self.shader.facing[a as usize - 1].dot(self.shader.facing[b as usize - 1])
-                < self.cos_crease
+        let distance = |depth: f32| self.camera.distance_of(depth);
+        if (distance(depth_a) - distance(depth_b)).abs() > self.depth_jump {
+            return true;
+        }
+        // Pixels along an edge meet the same pair of faces again and again (the dot
+        // product is symmetric, so the pair is kept in either order).
+        let pair = (a.min(b), a.max(b));
+        if pair != self.last_pair {
+            let facing = &self.shader.facing;
+            self.last_pair = pair;
+            self.last_crease = facing[a as usize - 1].dot(facing[b as usize - 1]) < self.cos_crease;
+        }
+        self.last_crease
     }
 }

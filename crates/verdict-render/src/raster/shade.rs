@@ -112,12 +112,16 @@ pub(super) fn channel_byte(value: f32) -> u32 {
 }
 
 /// Lazily computed intensity planes of the triangles that turn out visible, with the last
-/// one looked up kept at hand (neighbouring pixels mostly show the same triangle).
+/// two looked up kept at hand (neighbouring pixels mostly show the same triangle, pixels
+/// on an edge two).
 pub(super) struct Planes<'s, 'a> {
     shader: &'s Shader<'a>,
     cache: &'s mut Vec<[f32; 5]>,
     last_id: u32,
     last: [f32; 5],
+    /// The one looked up before `last`: pixels on an edge alternate between two triangles.
+    previous_id: u32,
+    previous: [f32; 5],
 }
 
 impl<'s, 'a> Planes<'s, 'a> {
@@ -130,6 +134,8 @@ impl<'s, 'a> Planes<'s, 'a> {
             cache,
             last_id: 0,
             last: [0.0; 5],
+            previous_id: 0,
+            previous: [0.0; 5],
         }
     }
 
@@ -148,6 +154,12 @@ impl<'s, 'a> Planes<'s, 'a> {
     /// (`x0 + j * step`, `y`), written as RGB into `out`. Same arithmetic as [`Self::shade`]
     /// with the plane looked up once per run, done a chunk of pixels at a time one channel
     /// at a time so that it runs on SIMD lanes.
+    ///
+    /// A chunk whose first and last pixels get the same colour is filled with it: every
+    /// step from `x` to a channel byte (a product, sums, the clamp, `channel_byte`) is
+    /// monotone in `x` under IEEE rounding, so the pixels between cannot differ (the plane
+    /// values must be finite at both ends, which bounds every value between). Flat faces,
+    /// and Gouraud gradients over short distances, mostly are such chunks.
     pub fn shade_run(&mut self, id: u32, x0: f32, step: f32, y: f32, out: &mut [u8]) {
         const CHUNK: usize = 16;
         if id != self.last_id {
@@ -156,11 +168,38 @@ impl<'s, 'a> Planes<'s, 'a> {
         let [a, b, c, low, high] = self.last;
         let base = self.shader.base;
         let cy = c * y;
+        let color_at = |j: usize| {
+            // Whole and half numbers: exact, so equal to the centre `shade` is given.
+            let x = x0 + j as f32 * step;
+            let level = a + b * x + cy;
+            let clamped = level.clamp(low, high);
+            (
+                level.is_finite(),
+                base.map(|c| channel_byte(c * clamped + 0.5)),
+            )
+        };
+        let count = out.len() / 3;
+        if count == 0 {
+            return;
+        }
+        let (first_finite, first) = color_at(0);
+        let (last_finite, last) = color_at(count - 1);
+        if first_finite && last_finite && first == last {
+            fill_rgb(out, first.map(|c| c as u8));
+            return;
+        }
         for (chunk, pixels) in out.chunks_mut(CHUNK * 3).enumerate() {
+            let start = chunk * CHUNK;
+            let end = start + pixels.len() / 3 - 1;
+            let (first_finite, first) = color_at(start);
+            let (last_finite, last) = color_at(end);
+            if first_finite && last_finite && first == last {
+                fill_rgb(pixels, first.map(|c| c as u8));
+                continue;
+            }
             let mut level = [0f32; CHUNK];
             for (j, level) in level.iter_mut().enumerate() {
-                // Whole and half numbers: exact, so equal to the centre `shade` is given.
-                let x = x0 + (chunk * CHUNK + j) as f32 * step;
+                let x = x0 + (start + j) as f32 * step;
                 *level = (a + b * x + cy).clamp(low, high);
             }
             let mut channels = [[0u32; CHUNK]; 3];
@@ -181,6 +220,13 @@ impl<'s, 'a> Planes<'s, 'a> {
 
     #[inline(never)]
     fn look_up(&mut self, id: u32) {
+        if id == self.previous_id {
+            std::mem::swap(&mut self.last_id, &mut self.previous_id);
+            std::mem::swap(&mut self.last, &mut self.previous);
+            return;
+        }
+        self.previous_id = self.last_id;
+        self.previous = self.last;
         let index = id as usize - 1;
         let mut plane = self.cache[index];
         if plane[0].is_nan() {
@@ -190,4 +236,24 @@ impl<'s, 'a> Planes<'s, 'a> {
         self.last_id = id;
         self.last = plane;
     }
+}
+
+/// Fills RGB `out` with one colour, 16 pixels (three 16-byte words) per step.
+#[inline]
+pub(super) fn fill_rgb(out: &mut [u8], rgb: [u8; 3]) {
+    if rgb[0] == rgb[1] && rgb[1] == rgb[2] {
+        out.fill(rgb[0]);
+        return;
+    }
+    let mut pattern = [0u8; 48];
+    for pixel in pattern.chunks_exact_mut(3) {
+        pixel.copy_from_slice(&rgb);
+    }
+    let mut blocks = out.chunks_exact_mut(48);
+    for block in &mut blocks {
+        block.copy_from_slice(&pattern);
+    }
+    let rest = blocks.into_remainder();
+    let len = rest.len();
+    rest.copy_from_slice(&pattern[..len]);
 }
