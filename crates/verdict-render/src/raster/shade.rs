@@ -257,3 +257,94 @@ pub(super) fn fill_rgb(out: &mut [u8], rgb: [u8; 3]) {
     let len = rest.len();
     rest.copy_from_slice(&pattern[..len]);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::camera::ViewSpec;
+    use crate::load::UpAxis;
+    use crate::mesh::Part;
+
+    /// A coarse sphere (Gouraud gradients) and a flat square (one colour per face).
+    fn mesh() -> PreparedMesh {
+        let point = |i: usize, j: usize| {
+            let theta = std::f32::consts::TAU * i as f32 / 12.0;
+            let phi = std::f32::consts::PI * j as f32 / 6.0;
+            Vec3::new(phi.sin() * theta.cos(), phi.sin() * theta.sin(), phi.cos())
+        };
+        let mut triangles = Vec::new();
+        for j in 0..6 {
+            for i in 0..12 {
+                let (a, b, c, d) = (
+                    point(i, j),
+                    point(i + 1, j),
+                    point(i, j + 1),
+                    point(i + 1, j + 1),
+                );
+                triangles.push([a, c, b]);
+                triangles.push([b, c, d]);
+            }
+        }
+        let flat = |x: f32, z: f32| Vec3::new(x, -1.5, z);
+        triangles.push([flat(-1.0, -1.0), flat(1.0, -1.0), flat(1.0, 1.0)]);
+        triangles.push([flat(-1.0, -1.0), flat(1.0, 1.0), flat(-1.0, 1.0)]);
+        let part = Part {
+            name: "sphere and square".into(),
+            triangles,
+        };
+        PreparedMesh::new(&part, UpAxis::Z, Some(40.0)).expect("valid mesh")
+    }
+
+    #[test]
+    fn runs_shade_every_pixel_as_a_single_pixel_would() {
+        // `shade_run` fills chunks whose ends agree; every pixel must still be exactly what
+        // `shade` gives at its centre, for gradients, flat faces and any run length.
+        let mesh = mesh();
+        for view in ViewSpec::parse_list("front,iso,az:30:el:-20").expect("views") {
+            for samples in 1..=4u32 {
+                let settings = RenderSettings {
+                    size: 64,
+                    supersample: samples,
+                    ..RenderSettings::default()
+                };
+                let width = settings.size * samples;
+                let camera = Camera::new(&view, settings.projection, width, settings.fill);
+                let screen: Vec<_> = mesh
+                    .triangles
+                    .iter()
+                    .map(|t| t.map(|v| camera.project(v)))
+                    .collect();
+                let shader = Shader::new(&mesh, &camera, &screen, &settings);
+                let mut cache = Vec::new();
+                let mut planes = Planes::new(&shader, &mut cache);
+                let step = samples as f32;
+                let offset = step / 2.0;
+                for id in 1..=mesh.triangles.len() as u32 {
+                    for (row, length) in [(3usize, 1usize), (20, 15), (31, 16), (40, 17), (50, 63)]
+                    {
+                        let y = (row * samples as usize) as f32 + offset;
+                        let first = (id as usize * 7) % 20;
+                        let x0 = (first * samples as usize) as f32 + offset;
+                        let mut run = vec![0u8; length * 3];
+                        planes.shade_run(id, x0, step, y, &mut run);
+                        for (j, pixel) in run.chunks_exact(3).enumerate() {
+                            let single = planes.shade(id, x0 + j as f32 * step, y).map(|c| c as u8);
+                            assert_eq!(pixel, single, "triangle {id}, pixel {j} of {length}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fill_rgb_repeats_the_colour() {
+        for length in [0, 1, 15, 16, 17, 40] {
+            for rgb in [[7, 7, 7], [1, 2, 3]] {
+                let mut out = vec![0u8; length * 3];
+                fill_rgb(&mut out, rgb);
+                assert!(out.chunks_exact(3).all(|pixel| pixel == rgb));
+            }
+        }
+    }
+}
