@@ -343,6 +343,12 @@ fn depth_span_avx2(
                 cast::<[f32; LANES], f32x8>(depth.try_into().unwrap_or([0.0; LANES]));
             let old_ids: u32x8 = cast::<[u32; LANES], u32x8>(ids.try_into().unwrap_or([0; LANES]));
             let nearer = simd.cmp_gt_f32x8(z, old_depth);
+            // Where the triangle loses on every lane (mostly behind a surface drawn
+            // before), the stores would write back what is there.
+            if simd.avx._mm256_movemask_ps(cast(nearer)) == 0 {
+                index = simd.wrapping_add_i32x8(index, step);
+                continue;
+            }
             let new_depth: [f32; LANES] = cast(simd.avx._mm256_max_ps(cast(z), cast(old_depth)));
             let new_ids: [u32; LANES] =
                 cast(std::hint::black_box(simd.select_u32x8(nearer, id, old_ids)));
