@@ -9,16 +9,19 @@
 //! are scored prompt by prompt (still one queue, one model thread).
 
 use candle_core::{DType as TensorDType, Tensor};
-use image::RgbImage;
 use verdict_models::nn::ops::log_softmax_last_dim;
-use verdict_models::qwen3_vl::chat::Message;
 use verdict_models::qwen3_vl::classify::{Classifier, Query};
 use verdict_models::qwen3_vl::generation::normalise;
 use verdict_models::qwen3_vl::inputs::Preprocessor;
-use verdict_models::qwen3_vl::Logits;
+use verdict_models::qwen3_vl::processor::PixelValues;
+use verdict_models::qwen3_vl::{Batch, Logits};
 use verdict_models::token_bytes::TokenBytes;
 
 use crate::model::{ClassifyInput, ClassifyOutput, LabelSet, ModelError};
+
+/// Fewest items a preparation thread gets: below this, starting a thread costs more than the
+/// encoding it takes over (a short text prompt encodes in well under a millisecond).
+const ITEMS_PER_THREAD: usize = 2;
 
 /// A Qwen3-VL checkpoint with the label set it scores.
 pub struct QwenEngine {
@@ -188,6 +191,74 @@ impl QwenEngine {
             .map_err(|e| ModelError::Internal(e.to_string()))
     }
 
+    /// The left-padded model batch of several classification prompts, on the model's device.
+    ///
+    /// Tokenising and, above all, resizing images and cutting them into patches is CPU work
+    /// that the model (on a GPU, the device) waits for, so the items are encoded on several
+    /// threads at once; the batch keeps the items' order.
+    ///
+    /// # Shapes
+    /// `pixel_values` `(patches of all images, patch_dim)`, images in item order.
+    pub fn prepare_batch(&self, inputs: &[&ClassifyInput]) -> verdict_models::Result<Batch> {
+        let preprocessor = self.classifier.preprocessor();
+        let encode = |input: &ClassifyInput| {
+            let text = self.instruction(input.text.as_deref(), false);
+            let messages = Preprocessor::classification_messages(None, input.images.len(), &text);
+            preprocessor.encode(&messages, &input.images)
+        };
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(inputs.len().div_ceil(ITEMS_PER_THREAD))
+            .max(1);
+        let encoded: Vec<verdict_models::Result<(Vec<u32>, PixelValues)>> = if threads == 1 {
+            inputs.iter().map(|input| encode(input)).collect()
+        } else {
+            let chunk = inputs.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = inputs
+                    .chunks(chunk)
+                    .map(|part| scope.spawn(|| part.iter().map(|input| encode(input)).collect()))
+                    .collect();
+                workers
+                    .into_iter()
+                    .flat_map(|worker| {
+                        worker.join().unwrap_or_else(|_| {
+                            vec![Err(verdict_models::Error::Input(
+                                "encoding a prompt panicked".into(),
+                            ))]
+                        })
+                    })
+                    .collect()
+            })
+        };
+        let mut sequences = Vec::with_capacity(inputs.len());
+        let mut values = Vec::new();
+        let mut grid_thw = Vec::new();
+        for item in encoded {
+            let (ids, pixels) = item?;
+            sequences.push(ids);
+            values.extend(pixels.values);
+            grid_thw.extend(pixels.grid_thw);
+        }
+        let pixel_values = if grid_thw.is_empty() {
+            None
+        } else {
+            let all = PixelValues {
+                values,
+                patch_dim: preprocessor.image_processor().config().patch_dim(),
+                grid_thw: grid_thw.clone(),
+            };
+            Some(all.to_tensor(self.classifier.model().device())?)
+        };
+        Ok(Batch::left_padded(
+            sequences,
+            preprocessor.pad_token(),
+            pixel_values,
+            grid_thw,
+        ))
+    }
+
     /// Label probabilities of several prompts from one left-padded forward pass
     /// (single-token labels only).
     ///
@@ -195,21 +266,8 @@ impl QwenEngine {
     /// Logits `(batch, 1, vocab)` at each row's last real position -> label log-probabilities
     /// `(batch, labels)` -> one probability vector per row.
     fn score_padded(&self, inputs: &[&ClassifyInput]) -> verdict_models::Result<Vec<Vec<f64>>> {
-        let prompts: Vec<(Vec<Message>, Vec<RgbImage>)> = inputs
-            .iter()
-            .map(|input| {
-                let text = self.instruction(input.text.as_deref(), false);
-                (
-                    Preprocessor::classification_messages(None, input.images.len(), &text),
-                    input.images.clone(),
-                )
-            })
-            .collect();
         let model = self.classifier.model();
-        let batch = self
-            .classifier
-            .preprocessor()
-            .batch(&prompts, model.device())?;
+        let batch = self.prepare_batch(inputs)?;
         let forward = model.forward(&batch, None, Logits::Last, false)?;
         // Normalise and pick the label columns where the logits are, so one `(batch, labels)`
         // table crosses to the host instead of `(batch, vocab)` (a GPU model's only sync).

@@ -152,8 +152,9 @@ fn main() -> anyhow::Result<()> {
                 offline_items as f64 / offline / offline_items.div_ceil(args.max_batch_size) as f64;
             format!(
                 " Building the inputs of one batch (template, tokens, image resizing and \
-                 patches, copy to the device) takes {:.1} ms of the model thread, {:.0}% of an \
+                 patches on {} threads, copy to the device) takes {:.1} ms of the model thread, {:.0}% of an \
                  offline batch.",
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
                 seconds * 1000.0,
                 100.0 * seconds / per_batch
             )

@@ -12,7 +12,6 @@ use anyhow::{bail, Context};
 use base64::Engine as _;
 use serde_json::json;
 use verdict_baseline::{Baseline, BaselineConfig, Targets};
-use verdict_models::qwen3_vl::inputs::Preprocessor;
 use verdict_serve::{ClassifyInput, LabelSet, Placement, ServedModel};
 
 /// Distinct synthetic items; requests cycle through them.
@@ -279,8 +278,8 @@ pub fn model_dir(
 }
 
 /// Seconds per batch of `batch` items spent building the model's inputs (chat template,
-/// tokenising, resizing and patchifying images, copying them to the model's device): CPU work
-/// of the model thread that the device waits for. `None` unless a Qwen3-VL model scores its
+/// tokenising, resizing and patchifying images on several threads, copying them to the model's
+/// device): CPU work of the model thread that the device waits for. `None` unless a Qwen3-VL model scores its
 /// batches in one padded pass.
 pub fn preparation_seconds(
     model: &ServedModel,
@@ -293,23 +292,11 @@ pub fn preparation_seconds(
     if !engine.batches_in_one_pass() || inputs.is_empty() {
         return Ok(None);
     }
-    let classifier = engine.classifier();
     let started = Instant::now();
     let mut batches = 0usize;
     for chunk in inputs.chunks(batch.max(1)) {
-        let prompts: Vec<_> = chunk
-            .iter()
-            .map(|input| {
-                let text = engine.instruction(input.text.as_deref(), false);
-                (
-                    Preprocessor::classification_messages(None, input.images.len(), &text),
-                    input.images.clone(),
-                )
-            })
-            .collect();
-        classifier
-            .preprocessor()
-            .batch(&prompts, classifier.model().device())?;
+        let items: Vec<&ClassifyInput> = chunk.iter().collect();
+        engine.prepare_batch(&items)?;
         batches += 1;
     }
     Ok(Some(started.elapsed().as_secs_f64() / batches as f64))
