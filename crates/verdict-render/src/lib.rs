@@ -6,9 +6,10 @@
 //! [`Camera`], and [`stage`] ties it together for batches: parallel, skipping up-to-date
 //! outputs, atomic writes, one error per file that never stops the other samples.
 //!
-//! Crates: `zip` (3MF container), `quick-xml` (3MF XML), `image` (PNG encoding), `rayon`
-//! (views and samples in parallel), `sha2` (up-to-date checks). STL and OBJ parsers are
-//! our own because the format quirks are the point (see [`load`]).
+//! Crates: `zip` (3MF container), `quick-xml` (3MF XML), `fdeflate` (PNG compression),
+//! `rayon` (views and samples in parallel), `sha2` (up-to-date checks), `pulp` (AVX2
+//! chosen at run time for the depth test). STL and OBJ parsers are our own because the
+//! format quirks are the point (see [`load`]).
 //!
 //! # Bad input
 //!

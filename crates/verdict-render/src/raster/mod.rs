@@ -22,7 +22,9 @@
 //! of rows small enough to stay in the CPU cache, each band cleared, drawn and resolved
 //! while it is still there. The inner loops (depth test along a span, pixel
 //! classification, colour conversion, PNG filtering) are written without branches or
-//! saturating casts so that they run on SIMD lanes. Each view runs on one thread with the
+//! saturating casts so that they run on SIMD lanes; the depth test runs on AVX2 where the
+//! CPU has it (chosen at run time, same arithmetic, see [`triangle`]). Runs of pixels that
+//! come out one colour are filled rather than shaded pixel by pixel ([`shade`]). Each view runs on one thread with the
 //! same operations in the same order, so output is byte-identical run to run and across
 //! thread counts; parallelism lives above, across views and files.
 
