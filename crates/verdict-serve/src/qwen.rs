@@ -232,11 +232,14 @@ impl QwenEngine {
                     .collect()
             })
         };
+        let encoded = encoded
+            .into_iter()
+            .collect::<verdict_models::Result<Vec<_>>>()?;
         let mut sequences = Vec::with_capacity(inputs.len());
-        let mut values = Vec::new();
+        // Patches of a batch of photos run to hundreds of MB: one allocation, no regrowth.
+        let mut values = Vec::with_capacity(encoded.iter().map(|(_, p)| p.values.len()).sum());
         let mut grid_thw = Vec::new();
-        for item in encoded {
-            let (ids, pixels) = item?;
+        for (ids, pixels) in encoded {
             sequences.push(ids);
             values.extend(pixels.values);
             grid_thw.extend(pixels.grid_thw);
