@@ -6,7 +6,7 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
-const KERNELS: &[&str] = &["inference"];
+const KERNELS: &[&str] = &["inference", "training"];
 
 fn nvcc() -> PathBuf {
     if let Some(path) = env::var_os("NVCC") {

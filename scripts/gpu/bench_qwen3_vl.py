@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
+import re
 import subprocess
 import threading
 import time
@@ -148,13 +150,14 @@ class GpuMemory:
 
 def verdict(binary: str, model: Path, inputs: Path, device: str, dtype: str, *args: str) -> tuple[list[dict], float]:
     cmd = [binary, "--model", str(model), "--inputs", str(inputs), "--device", device, "--dtype", dtype, *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = dict(os.environ, RUST_BACKTRACE="0", RUST_LIB_BACKTRACE="0")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     mem = GpuMemory(proc.pid) if device.startswith("cuda") else None
     out, err = proc.communicate()
     peak = mem.stop() if mem else 0.0
     if proc.returncode != 0:
         # The error message, not the backtrace that follows it.
-        message = err.split("Stack backtrace:")[0].strip()
+        message = re.split(r"(?i)stack backtrace:", err)[0].strip()
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{message[-4000:]}")
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")], peak
 
@@ -334,7 +337,8 @@ def main() -> None:
                 rows, peak = verdict(args.bin, full, inputs, dev, "bf16", "train", "--rank", "16", "--batch", "8", "--steps", str(args.train_steps), *extra)
                 results[key] = {"tokens_per_s": rows[-1]["tokens_per_s"], "peak_gib": peak, "loss": rows[-1].get("loss")}
             except RuntimeError as e:
-                results[key] = {"error": str(e).splitlines()[-1][-300:]}
+                lines = [l for l in str(e).splitlines()[1:] if l.strip()]
+                results[key] = {"error": " / ".join(lines)[:300]}
             print(f"verdict train (checkpointing={ckpt}): {results[key]}", flush=True)
 
     (out / "qwen3_vl_bench.json").write_text(json.dumps(results, indent=2))

@@ -4,12 +4,15 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use std::sync::Arc;
+
+use anyhow::Result;
 use candle_core::{DType, Device, Tensor, D};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use verdict_lora::{LoraConfig, LoraFactory, TargetModules};
 use verdict_models::nn::ops::log_softmax_last_dim;
+use verdict_models::nn::{checkpoint, GradSink};
 use verdict_models::qwen3_vl::{Batch, Logits, Qwen3VL};
+use verdict_train::optim::{AdamW, AdamWConfig};
 
 use crate::flops;
 use crate::inputs::Inputs;
@@ -30,6 +33,37 @@ pub struct Args {
     /// Recompute each decoder layer in the backward pass instead of keeping activations.
     #[arg(long)]
     pub checkpointing: bool,
+    /// Print the time and device memory after each phase of the warm-up step (waits for the
+    /// device after each phase).
+    #[arg(long)]
+    pub trace: bool,
+}
+
+/// Phase timings and memory of one step, printed as JSON lines.
+struct Tracer<'a> {
+    device: &'a Device,
+    on: bool,
+    last: Instant,
+}
+
+impl Tracer<'_> {
+    fn mark(&mut self, phase: &str) -> Result<()> {
+        if !self.on {
+            return Ok(());
+        }
+        let in_use = verdict_models::nn::gpu::memory_in_use(self.device)?;
+        println!(
+            "{}",
+            serde_json::json!({
+                "kind": "trace",
+                "phase": phase,
+                "ms": self.last.elapsed().as_secs_f64() * 1e3,
+                "device_in_use_gib": in_use.map(|b| b as f64 / (1u64 << 30) as f64),
+            })
+        );
+        self.last = Instant::now();
+        Ok(())
+    }
 }
 
 pub fn run(
@@ -39,9 +73,6 @@ pub fn run(
     device: &Device,
     args: &Args,
 ) -> Result<()> {
-    if args.checkpointing {
-        bail!("per-layer recomputation is not available in this build");
-    }
     let config = LoraConfig {
         r: args.rank,
         alpha: 2.0 * args.rank as f64,
@@ -51,29 +82,64 @@ pub fn run(
     };
     // f32 adapter masters; the layer casts them to the model's dtype on the fly.
     let factory = LoraFactory::new(config, device, DType::F32)?;
-    let model = Qwen3VL::load(model_dir, dtype, device, Some(factory.clone()))?;
+    let model = Arc::new(Qwen3VL::load(
+        model_dir,
+        dtype,
+        device,
+        Some(factory.clone()),
+    )?);
     factory.set_training(true);
-    let mut optimiser = AdamW::new(
-        factory.trainable_vars(),
-        ParamsAdamW {
-            lr: 1e-4,
-            ..ParamsAdamW::default()
-        },
-    )?;
+    let vars = factory.trainable_vars();
+    // Verdict's trainer optimiser (PyTorch's AdamW defaults; fused launches on CUDA).
+    let mut optimiser = AdamW::new(vars.clone(), AdamWConfig::default())?;
     let batch = inputs.batch(args.batch, device)?;
     let targets = next_tokens(&batch, device)?;
-    let mut step = || -> Result<Tensor> {
-        let loss = lm_loss(&model, &batch, &targets)?;
-        let grads = loss.backward()?;
-        optimiser.step(&grads)?;
+    let sink = GradSink::new();
+    let mut tracer = Tracer {
+        device,
+        on: args.trace,
+        last: Instant::now(),
+    };
+    tracer.mark("load")?;
+    let mut step = |tracer: &mut Tracer| -> Result<Tensor> {
+        let loss = if args.checkpointing {
+            recomputed_lm_loss(&model, &batch, &targets, &sink, tracer)?
+        } else {
+            lm_loss(&model, &batch, &targets)?
+        };
+        tracer.mark("forward")?;
+        let mut grads = loss.backward()?;
+        sink.merge_into(&mut grads)?;
+        if tracer.on {
+            let bytes: usize = grads
+                .get_ids()
+                .filter_map(|id| grads.get_id(*id))
+                .map(|g| g.elem_count() * g.dtype().size_in_bytes())
+                .sum();
+            println!(
+                "{}",
+                serde_json::json!({"kind": "trace", "gradients": grads.get_ids().count(),
+                    "gradient_gib": bytes as f64 / (1u64 << 30) as f64})
+            );
+        }
+        tracer.mark("backward")?;
+        let per_var: Vec<Option<Tensor>> = vars
+            .iter()
+            .map(|v| grads.get(v.as_tensor()).cloned())
+            .collect();
+        drop(grads);
+        tracer.mark("gradients dropped")?;
+        optimiser.step(&per_var, 1e-4)?;
+        tracer.mark("optimiser")?;
         Ok(loss)
     };
-    let first = step()?;
+    let first = step(&mut tracer)?;
+    tracer.on = false;
     device.synchronize()?;
     let start = Instant::now();
     let mut last = first.clone();
     for _ in 0..args.steps {
-        last = step()?;
+        last = step(&mut tracer)?;
     }
     device.synchronize()?;
     let seconds = start.elapsed().as_secs_f64();
@@ -90,6 +156,7 @@ pub fn run(
             "first_loss": first.to_dtype(DType::F32)?.to_scalar::<f32>()?,
             "loss": last.to_dtype(DType::F32)?.to_scalar::<f32>()?,
             "trainable_parameters": factory.num_trainable_parameters(),
+            "checkpointing": args.checkpointing,
         })
     );
     Ok(())
@@ -117,4 +184,47 @@ pub fn lm_loss(model: &Qwen3VL, batch: &Batch, targets: &Tensor) -> Result<Tenso
     let log_probs = log_softmax_last_dim(&logits)?;
     let picked = log_probs.gather(&targets.unsqueeze(D::Minus1)?, D::Minus1)?;
     Ok(picked.mean_all()?.neg()?)
+}
+
+/// Rows of the vocabulary projection computed at once by [`recomputed_lm_loss`]: 512 rows of
+/// 151,936 f32 logits are 311 MB, and the backward pass holds a few of them.
+const LOSS_CHUNK_ROWS: usize = 512;
+
+/// [`lm_loss`] with every decoder layer recomputed in the backward pass and the vocabulary
+/// projection + cross-entropy computed (and recomputed) `LOSS_CHUNK_ROWS` rows at a time, so
+/// neither the layers' activations nor the `(rows, vocab)` logits are kept.
+fn recomputed_lm_loss(
+    model: &Arc<Qwen3VL>,
+    batch: &Batch,
+    targets: &Tensor,
+    sink: &GradSink,
+    tracer: &mut Tracer,
+) -> Result<Tensor> {
+    let hidden = model.forward_hidden_with(batch, Some(sink))?;
+    tracer.mark("decoder")?;
+    let (b, s, h) = hidden.dims3()?;
+    let rows = hidden.narrow(1, 0, s - 1)?.reshape((b * (s - 1), h))?;
+    let targets = targets.flatten_all()?;
+    let n = rows.dim(0)?;
+    let mut total: Option<Tensor> = None;
+    for start in (0..n).step_by(LOSS_CHUNK_ROWS) {
+        let len = LOSS_CHUNK_ROWS.min(n - start);
+        let chunk_targets = targets.narrow(0, start, len)?.unsqueeze(1)?;
+        let model = Arc::clone(model);
+        let part = checkpoint(
+            &rows.narrow(0, start, len)?,
+            move |x: &Tensor| {
+                let logits = model.project(x)?.to_dtype(DType::F32)?;
+                let log_probs = log_softmax_last_dim(&logits)?;
+                Ok(log_probs.gather(&chunk_targets, D::Minus1)?.sum_all()?)
+            },
+            sink,
+        )?;
+        total = Some(match total {
+            Some(sum) => (sum + part)?,
+            None => part,
+        });
+    }
+    let total = total.ok_or_else(|| anyhow::anyhow!("empty batch"))?;
+    Ok((total / n as f64)?.neg()?)
 }

@@ -98,6 +98,8 @@ pub struct LoraLinear {
     adapter: Adapter,
     dropout: f64,
     shared: Arc<Shared>,
+    /// Mask of the last gradient-free call, for the recomputation that follows it.
+    pending_mask: Mutex<Option<Tensor>>,
 }
 
 impl LoraLinear {
@@ -112,11 +114,45 @@ impl LoraLinear {
             adapter,
             dropout,
             shared,
+            pending_mask: Mutex::new(None),
         }
     }
 
     pub fn adapter(&self) -> &Adapter {
         &self.adapter
+    }
+
+    /// The dropout mask for `xs`. A recomputed block (see `verdict_models::nn::recompute`)
+    /// runs twice, first without gradients: the mask drawn then is kept and handed to the
+    /// second, differentiable run, so both see the same mask.
+    fn dropout_mask(&self, xs: &Tensor) -> verdict_models::Result<Tensor> {
+        let mut pending = self.pending_mask.lock().unwrap_or_else(|e| e.into_inner());
+        if verdict_models::nn::grad_enabled() {
+            if let Some(mask) = pending.take() {
+                if mask.shape() == xs.shape() {
+                    return Ok(mask);
+                }
+            }
+        }
+        let mask = self.draw_mask(xs)?;
+        if !verdict_models::nn::grad_enabled() {
+            *pending = Some(mask.clone());
+        }
+        Ok(mask)
+    }
+
+    fn draw_mask(&self, xs: &Tensor) -> verdict_models::Result<Tensor> {
+        Ok(if xs.device().is_cpu() {
+            let mask = self.shared.mask(xs.elem_count(), self.dropout);
+            Tensor::from_vec(mask, xs.shape(), xs.device())?
+        } else {
+            // Drawing millions of values per layer on the host would stall an accelerator;
+            // its own generator (seeded through `Device::set_seed`) draws them instead.
+            let keep = Tensor::rand(0f32, 1f32, xs.shape(), xs.device())?
+                .ge(self.dropout)?
+                .to_dtype(candle_core::DType::F32)?;
+            (keep * (1.0 / (1.0 - self.dropout)))?
+        })
     }
 }
 
@@ -127,25 +163,28 @@ impl LinearLayer for LoraLinear {
         let base = self.base.forward(xs)?;
         let dtype = xs.dtype();
         let input = if self.dropout > 0.0 && self.shared.training() {
-            let mask = if xs.device().is_cpu() {
-                let mask = self.shared.mask(xs.elem_count(), self.dropout);
-                Tensor::from_vec(mask, xs.shape(), xs.device())?
-            } else {
-                // Drawing millions of values per layer on the host would stall an accelerator;
-                // its own generator (seeded through `Device::set_seed`) draws them instead.
-                let keep = Tensor::rand(0f32, 1f32, xs.shape(), xs.device())?
-                    .ge(self.dropout)?
-                    .to_dtype(candle_core::DType::F32)?;
-                (keep * (1.0 / (1.0 - self.dropout)))?
-            };
+            let mask = self.dropout_mask(xs)?;
             (xs * mask.to_dtype(dtype)?)?
         } else {
             xs.clone()
         };
         // Adapter variables may be kept in f32 while the model runs in bf16; the cast is cheap
         // (r rows) and carries gradients back to the f32 masters.
-        let a = self.adapter.a.as_tensor().to_dtype(dtype)?;
-        let b = self.adapter.b.as_tensor().to_dtype(dtype)?;
+        // Without gradients (the first pass of a recomputed block) the adapters enter as
+        // constants, so the whole block stays untracked and takes the fused kernels.
+        let (a, b) = if verdict_models::nn::grad_enabled() {
+            (
+                self.adapter.a.as_tensor().clone(),
+                self.adapter.b.as_tensor().clone(),
+            )
+        } else {
+            (
+                self.adapter.a.as_tensor().detach(),
+                self.adapter.b.as_tensor().detach(),
+            )
+        };
+        let a = a.to_dtype(dtype)?;
+        let b = b.to_dtype(dtype)?;
         let down = candle_nn::Linear::new(a, None).forward(&input)?;
         let up = candle_nn::Linear::new(b, None).forward(&down)?;
         Ok((base + (up * self.adapter.scaling)?)?)

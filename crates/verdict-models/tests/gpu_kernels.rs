@@ -1,4 +1,5 @@
-//! The fused inference kernels against candle's generic ops in f32, on a CUDA device.
+//! The fused inference and optimiser kernels against candle's generic ops in f32, on a CUDA
+//! device.
 //!
 //! Built only with `--features cuda` and run on a machine with an NVIDIA GPU:
 //! `cargo test -p verdict-models --features cuda --test gpu_kernels`.
@@ -182,5 +183,54 @@ fn gated_and_gelu_activations_match_candle() -> Result<()> {
         .max_all()?
         .to_scalar::<f32>()?;
     assert!(relative <= 1e-2, "bias + GELU: {relative}");
+    Ok(())
+}
+
+/// Three AdamW steps in place against the same formula written with candle's ops (the
+/// formula of the trainer's optimiser), on f32 tensors of an odd length.
+#[test]
+fn fused_adamw_matches_the_tensor_formula() -> Result<()> {
+    let dev = device();
+    let n = 1237;
+    let start = Tensor::randn(0f32, 1.0, n, &dev)?;
+    let param = start.copy()?;
+    let (m, v) = (
+        Tensor::zeros(n, DType::F32, &dev)?,
+        Tensor::zeros(n, DType::F32, &dev)?,
+    );
+    let (mut theta, mut rm, mut rv) = (start.copy()?, m.copy()?, v.copy()?);
+    let (beta1, beta2, eps, lr, wd) = (0.9, 0.999, 1e-8, 1e-2, 0.01);
+    for t in 1..=3u64 {
+        let grad = Tensor::randn(0f32, 1.0, n, &dev)?;
+        let step = gpu::AdamWStep {
+            beta1,
+            beta2,
+            eps,
+            lr,
+            weight_decay: wd,
+            step: t,
+        };
+        gpu::adamw_update(&param, &grad, &m, &v, &step)?.expect("kernel applies");
+        rm = ((&rm * beta1)? + (&grad * (1.0 - beta1))?)?;
+        rv = ((&rv * beta2)? + (grad.sqr()? * (1.0 - beta2))?)?;
+        let (b1, b2) = (1.0 - beta1.powi(t as i32), 1.0 - beta2.powi(t as i32));
+        let update = ((&rm / b1)? / ((&rv / b2)?.sqrt()? + eps)?)?;
+        theta = ((theta * (1.0 - lr * wd))? - (update * lr)?)?;
+    }
+    assert!(max_diff(&m, &rm)? < 1e-6);
+    assert!(max_diff(&v, &rv)? < 1e-6);
+    assert!(max_diff(&param, &theta)? < 1e-6);
+    assert!(max_diff(&param, &start)? > 1e-3, "the parameter moved");
+    // Not applicable to bf16 or CPU tensors: nothing changes, the caller takes its own path.
+    let cpu = Tensor::zeros(4, DType::F32, &Device::Cpu)?;
+    let step = gpu::AdamWStep {
+        beta1,
+        beta2,
+        eps,
+        lr,
+        weight_decay: wd,
+        step: 1,
+    };
+    assert!(gpu::adamw_update(&cpu, &cpu, &cpu, &cpu, &step)?.is_none());
     Ok(())
 }

@@ -4,6 +4,7 @@
 use candle_core::{DType, Device, Tensor, D};
 use serde::{Deserialize, Serialize};
 use verdict_models::nn::ops::log_softmax_last_dim;
+use verdict_models::nn::GradSink;
 use verdict_models::qwen3_vl::inputs::Preprocessor;
 use verdict_models::qwen3_vl::processor::{load_image, PixelValues};
 use verdict_models::qwen3_vl::{Batch, Qwen3VL};
@@ -96,13 +97,15 @@ pub fn encode(
 /// Mean loss of a micro-batch under `objective`, as a scalar tensor that carries gradients.
 ///
 /// Sequences are left-padded (the model's padding convention); logits are computed only at
-/// the positions that predict answer tokens.
+/// the positions that predict answer tokens. With `recompute`, decoder layers are recomputed
+/// in the backward pass and their adapters' gradients arrive in that sink.
 pub fn micro_batch_loss(
     model: &Qwen3VL,
     examples: &[Encoded],
     pad_id: u32,
     objective: Objective,
     label_first_tokens: &[u32],
+    recompute: Option<&GradSink>,
 ) -> Result<Tensor> {
     let device = model.device();
     let sequences: Vec<Vec<u32>> = examples
@@ -128,7 +131,7 @@ pub fn micro_batch_loss(
         _ => None,
     };
     let batch = Batch::left_padded(sequences, pad_id, pixel_values, grid);
-    let hidden = model.forward_hidden(&batch)?;
+    let hidden = model.forward_hidden_with(&batch, recompute)?;
     let (b, s, h) = hidden.dims3()?;
     // Row r, position p predicts token p + 1; pick the positions predicting answer tokens.
     let mut rows = Vec::new();

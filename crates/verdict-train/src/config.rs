@@ -65,6 +65,11 @@ pub struct TrainConfig {
     /// Keep the frozen base weights quantised (QLoRA's `nf4`, or `int8`), dequantised on the
     /// fly under the f32 adapters; `None`: the base stays in the training precision.
     pub quant: Option<verdict_quant::Scheme>,
+    /// Recompute each decoder layer in the backward pass instead of keeping its activations
+    /// (`verdict_models::nn::recompute`): activation memory drops to the layers' inputs plus
+    /// one layer, for one extra forward pass of the decoder (taken with the fused inference
+    /// kernels on CUDA).
+    pub recompute: bool,
 }
 
 impl Default for TrainConfig {
@@ -95,6 +100,7 @@ impl Default for TrainConfig {
             max_rows: None,
             precision: Precision::Auto,
             quant: None,
+            recompute: false,
         }
     }
 }

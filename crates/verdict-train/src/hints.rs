@@ -64,6 +64,7 @@ pub fn plan(
     dtype: DType,
     seq_len: usize,
     effective_batch: usize,
+    recompute: bool,
 ) -> Hint {
     let text = &config.text_config;
     let bytes = dtype.size_in_bytes() as u64;
@@ -79,7 +80,13 @@ pub fn plan(
     // Per layer: ~10 hidden-sized and 4 intermediate-sized activations per token, plus the
     // attention probabilities (heads x s x s), all kept for the backward pass.
     let per_layer = s * (10 * h + 4 * i) * bytes + heads * s * s * 4;
-    let bytes_per_sequence = layers * per_layer + s * h * 4;
+    // Recomputing layers keeps each layer's input and output, and one layer's activations.
+    let kept_layers = if recompute {
+        layers * 2 * s * h * bytes + per_layer
+    } else {
+        layers * per_layer
+    };
+    let bytes_per_sequence = kept_layers + s * h * 4;
     let free_bytes = free_memory(device);
     let micro = match free_bytes {
         Some(free) => {

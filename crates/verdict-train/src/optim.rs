@@ -119,10 +119,31 @@ impl AdamW {
         let t = self.steps as i32;
         let bias1 = 1.0 - c.beta1.powi(t);
         let bias2 = 1.0 - c.beta2.powi(t);
+        let fused = verdict_models::nn::gpu::AdamWStep {
+            beta1: c.beta1,
+            beta2: c.beta2,
+            eps: c.eps,
+            lr,
+            weight_decay: c.weight_decay,
+            step: self.steps,
+        };
         for (i, grad) in grads.iter().enumerate() {
             let Some(grad) = grad else { continue };
             let var = &self.vars[i];
             let grad = grad.to_dtype(DType::F32)?;
+            if self.quantised[i].is_none()
+                && verdict_models::nn::gpu::adamw_update(
+                    var.as_tensor(),
+                    &grad,
+                    &self.first[i],
+                    &self.second[i],
+                    &fused,
+                )?
+                .is_some()
+            {
+                // f32 CUDA variables: the same update in three launches, in place.
+                continue;
+            }
             let (first, second) = match &self.quantised[i] {
                 Some(q) => {
                     let (m, v) = q.dequantize().map_err(|e| Error::Invalid(e.to_string()))?;

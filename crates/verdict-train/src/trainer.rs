@@ -175,6 +175,7 @@ pub fn run(
             let started = Instant::now();
             session.factory.set_training(true);
             let mut sums: Vec<Option<Tensor>> = vec![None; vars.len()];
+            let sink = verdict_models::nn::GradSink::new();
             let (mut micro_batches, mut samples, mut loss_sum) = (0usize, 0usize, 0.0f64);
             for _ in 0..config.grad_accumulation {
                 if state.position >= n {
@@ -192,9 +193,11 @@ pub fn run(
                     session.preprocessor.pad_token(),
                     config.objective,
                     &label_first_tokens,
+                    config.recompute.then_some(&sink),
                 )?;
                 loss_sum += loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-                let grads = loss.backward()?;
+                let mut grads = loss.backward()?;
+                sink.merge_into(&mut grads)?;
                 for (slot, var) in sums.iter_mut().zip(&vars) {
                     if let Some(g) = grads.get(var.as_tensor()) {
                         *slot = Some(match slot.take() {

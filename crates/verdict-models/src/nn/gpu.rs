@@ -197,6 +197,53 @@ pub fn bias_gelu_tanh(xs: &Tensor, bias: &Tensor) -> Result<Option<Tensor>> {
     imp::bias_gelu_tanh(xs, bias)
 }
 
+/// One AdamW step's hyper-parameters (PyTorch's formula with decoupled weight decay);
+/// `step` counts from 1 and sets the bias corrections.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamWStep {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub step: u64,
+}
+
+/// One AdamW update in place, in three launches: `m` and `v` from `grad`, then `param`:
+/// `param * (1 - lr * wd) - lr * m_hat / (sqrt(v_hat) + eps)`. Returns `Ok(None)` (and
+/// changes nothing) unless all four are contiguous f32 CUDA tensors of one length.
+///
+/// In place means every tensor sharing a storage with `param`, `m` or `v` sees the update;
+/// an optimiser owns its moments, and a variable's storage is meant to change.
+pub fn adamw_update(
+    param: &Tensor,
+    grad: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    step: &AdamWStep,
+) -> Result<Option<()>> {
+    let n = param.elem_count();
+    let fits = cfg!(feature = "cuda")
+        && [param, grad, m, v].iter().all(|t| {
+            t.device().is_cuda()
+                && t.dtype() == DType::F32
+                && t.is_contiguous()
+                && t.elem_count() == n
+        });
+    if !fits {
+        return Ok(None);
+    }
+    imp::adamw_update(param, grad, m, v, step)
+}
+
+/// Device memory in use, in bytes, once queued work has finished and the stream-ordered
+/// allocator has handed its cached free blocks back to the driver: what the process really
+/// holds at this point (including the CUDA context). `None` on CPU and without `cuda`.
+/// It waits for the device, so it belongs in diagnostics, not in hot loops.
+pub fn memory_in_use(device: &candle_core::Device) -> Result<Option<u64>> {
+    imp::memory_in_use(device)
+}
+
 fn elementwise_fits(tensors: &[&Tensor]) -> bool {
     eligible(tensors)
         && tensors
@@ -252,6 +299,20 @@ mod imp {
     }
 
     pub fn bias_gelu_tanh(_: &Tensor, _: &Tensor) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+
+    pub fn adamw_update(
+        _: &Tensor,
+        _: &Tensor,
+        _: &Tensor,
+        _: &Tensor,
+        _: &super::AdamWStep,
+    ) -> Result<Option<()>> {
+        Ok(None)
+    }
+
+    pub fn memory_in_use(_: &candle_core::Device) -> Result<Option<u64>> {
         Ok(None)
     }
 }

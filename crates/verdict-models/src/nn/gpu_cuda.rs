@@ -477,3 +477,167 @@ pub fn bias_gelu_tanh(xs: &Tensor, bias: &Tensor) -> Result<Option<Tensor>> {
     let op = Activation { kind: 2, cols };
     Ok(Some(xs.apply_op2_no_bwd(bias, &op)?))
 }
+
+pub fn memory_in_use(device: &candle_core::Device) -> Result<Option<u64>> {
+    use candle_core::cuda_backend::cudarc::driver::result;
+    let candle_core::Device::Cuda(cuda) = device else {
+        return Ok(None);
+    };
+    device.synchronize()?;
+    let context = cuda.cuda_stream().context().clone();
+    context.bind_to_thread().w()?;
+    // SAFETY: the device handle comes from a live context bound to this thread; trimming the
+    // default pool only releases blocks that no allocation holds.
+    unsafe {
+        let pool = result::device::get_default_mem_pool(context.cu_device()).w()?;
+        result::mem_pool::trim_to(pool, 0).w()?;
+    }
+    let (free, total) = context.mem_get_info().w()?;
+    Ok(Some((total - free) as u64))
+}
+
+const TRAINING_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/training.ptx"));
+const TRAINING_MODULE: &str = "verdict_training";
+
+/// `dst = beta * dst + (1 - beta) * g` (or `g^2`), in place.
+struct AdamMoment {
+    beta: f32,
+    one_minus_beta: f32,
+    square: bool,
+}
+
+impl candle_core::InplaceOp2 for AdamMoment {
+    fn name(&self) -> &'static str {
+        "adam_moment_f32"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &mut CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<()> {
+        Err(cuda_only(self.name()))
+    }
+
+    fn cuda_fwd(
+        &self,
+        dst: &mut CudaStorage,
+        dst_l: &Layout,
+        g: &CudaStorage,
+        g_l: &Layout,
+    ) -> candle_core::Result<()> {
+        let dev = dst.device().clone();
+        let n = dst_l.shape().elem_count() as i64;
+        let g = view::<f32>(&(g, g_l))?;
+        let mut out = dst
+            .as_cuda_slice_mut::<f32>()?
+            .slice_mut(dst_l.start_offset()..);
+        let func = dev.get_or_load_custom_func(self.name(), TRAINING_MODULE, TRAINING_PTX)?;
+        let square = i32::from(self.square);
+        let mut builder = func.builder();
+        builder.arg(&mut out);
+        builder.arg(&g);
+        builder.arg(&n);
+        builder.arg(&self.beta);
+        builder.arg(&self.one_minus_beta);
+        builder.arg(&square);
+        // SAFETY: argument list matches the kernel's signature; lengths checked by the caller.
+        unsafe { builder.launch(grid(n as usize)) }.w()?;
+        Ok(())
+    }
+}
+
+/// The parameter update of AdamW, in place, from the already updated moments.
+struct AdamWApply {
+    decay: f32,
+    inv_bias1: f32,
+    inv_bias2: f32,
+    eps: f32,
+    lr: f32,
+}
+
+impl candle_core::InplaceOp3 for AdamWApply {
+    fn name(&self) -> &'static str {
+        "adamw_apply_f32"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &mut CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<()> {
+        Err(cuda_only(self.name()))
+    }
+
+    fn cuda_fwd(
+        &self,
+        p: &mut CudaStorage,
+        p_l: &Layout,
+        m: &CudaStorage,
+        m_l: &Layout,
+        v: &CudaStorage,
+        v_l: &Layout,
+    ) -> candle_core::Result<()> {
+        let dev = p.device().clone();
+        let n = p_l.shape().elem_count() as i64;
+        let (m, v) = (view::<f32>(&(m, m_l))?, view::<f32>(&(v, v_l))?);
+        let mut out = p
+            .as_cuda_slice_mut::<f32>()?
+            .slice_mut(p_l.start_offset()..);
+        let func = dev.get_or_load_custom_func(self.name(), TRAINING_MODULE, TRAINING_PTX)?;
+        let mut builder = func.builder();
+        builder.arg(&mut out);
+        builder.arg(&m);
+        builder.arg(&v);
+        builder.arg(&n);
+        builder.arg(&self.decay);
+        builder.arg(&self.inv_bias1);
+        builder.arg(&self.inv_bias2);
+        builder.arg(&self.eps);
+        builder.arg(&self.lr);
+        // SAFETY: argument list matches the kernel's signature; lengths checked by the caller.
+        unsafe { builder.launch(grid(n as usize)) }.w()?;
+        Ok(())
+    }
+}
+
+pub fn adamw_update(
+    param: &Tensor,
+    grad: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    step: &super::AdamWStep,
+) -> Result<Option<()>> {
+    let (b1, b2) = (step.beta1 as f32, step.beta2 as f32);
+    let moment = |dst: &Tensor, beta: f32, one_minus: f64, square: bool| {
+        dst.inplace_op2(
+            grad,
+            &AdamMoment {
+                beta,
+                one_minus_beta: one_minus as f32,
+                square,
+            },
+        )
+    };
+    moment(m, b1, 1.0 - step.beta1, false)?;
+    moment(v, b2, 1.0 - step.beta2, true)?;
+    let t = step.step as i32;
+    param.inplace_op3(
+        m,
+        v,
+        &AdamWApply {
+            decay: (1.0 - step.lr * step.weight_decay) as f32,
+            inv_bias1: (1.0 / (1.0 - step.beta1.powi(t))) as f32,
+            inv_bias2: (1.0 / (1.0 - step.beta2.powi(t))) as f32,
+            eps: step.eps as f32,
+            lr: step.lr as f32,
+        },
+    )?;
+    Ok(Some(()))
+}

@@ -84,6 +84,14 @@ impl Linear {
 
     /// `xs @ weight^T`, without the bias.
     fn product(&self, xs: &Tensor) -> Result<Tensor> {
+        if xs.track_op() && !self.weight.track_op() {
+            // Training through a frozen layer: no gradient for the weight (see `frozen`).
+            let mut dims = xs.dims().to_vec();
+            let width = dims.pop().unwrap_or(0);
+            let rows = xs.contiguous()?.reshape(((), width))?;
+            dims.push(self.weight.dim(0)?);
+            return Ok(super::frozen::matmul_t(&rows, &self.weight)?.reshape(dims)?);
+        }
         let layer = candle_nn::Linear::new(self.weight.clone(), None);
         if xs.is_contiguous() {
             Ok(layer.forward(xs)?)

@@ -8,12 +8,15 @@
 
 pub mod attention;
 pub mod builder;
+pub mod frozen;
 pub mod gpu;
 pub mod linear;
 pub mod norm;
 pub mod ops;
+pub mod recompute;
 
 pub use attention::{attention_mask, merge_heads, scaled_dot_product_attention};
 pub use builder::LayerBuilder;
 pub use linear::{DefaultLinearFactory, Linear, LinearFactory, LinearLayer, LinearSpec};
 pub use norm::{LayerNorm, RmsNorm};
+pub use recompute::{checkpoint, grad_enabled, GradSink, NoGrad};

@@ -11,7 +11,7 @@ use super::rope::{MropePositions, TextRotary};
 use super::text::{Deepstack, KvCache, TextModel};
 use super::vision::{VisionModel, VisionOutput};
 use super::weights;
-use crate::nn::{attention_mask, LayerBuilder, LinearFactory, LinearLayer};
+use crate::nn::{attention_mask, GradSink, LayerBuilder, LinearFactory, LinearLayer};
 use crate::{Error, Result};
 
 /// One batch of model input, already tokenised and preprocessed.
@@ -358,6 +358,18 @@ impl Qwen3VL {
     /// # Shapes
     /// -> `(batch, seq, hidden)`; [`Qwen3VL::project`] maps any `(.., hidden)` to logits.
     pub fn forward_hidden(&self, batch: &Batch) -> Result<Tensor> {
+        self.forward_hidden_with(batch, None)
+    }
+
+    /// [`Qwen3VL::forward_hidden`], optionally recomputing each decoder layer in the
+    /// backward pass instead of keeping its activations (`recompute`: where the gradients of
+    /// the adapters inside the layers go; merge them with [`GradSink::merge_into`] after
+    /// `loss.backward()`).
+    pub fn forward_hidden_with(
+        &self,
+        batch: &Batch,
+        recompute: Option<&GradSink>,
+    ) -> Result<Tensor> {
         let (embeds, _, deepstack) = self.embed_batch(batch)?;
         let positions = MropePositions::new(
             &batch.input_ids,
@@ -371,6 +383,15 @@ impl Qwen3VL {
             .rotary
             .cos_sin(&positions, embeds.dtype(), &self.device)?;
         let mask = attention_mask(s, 0, true, batch.attention_mask.as_deref(), &self.device)?;
+        if let Some(sink) = recompute {
+            return self.text.forward_recomputed(
+                &embeds,
+                (&cos, &sin),
+                Some(&mask),
+                deepstack.as_ref(),
+                sink,
+            );
+        }
         let output = self.text.forward(
             &embeds,
             (&cos, &sin),
@@ -397,7 +418,7 @@ impl Qwen3VL {
                 let mut dims = hidden.dims().to_vec();
                 let width = dims.pop().unwrap_or(0);
                 let rows = hidden.contiguous()?.reshape(((), width))?;
-                let logits = rows.matmul(&weight.t()?)?;
+                let logits = crate::nn::frozen::matmul_t(&rows, weight)?;
                 dims.push(weight.dim(0)?);
                 logits.reshape(dims)?
             }

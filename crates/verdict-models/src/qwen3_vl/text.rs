@@ -3,12 +3,15 @@
 
 use std::sync::Arc;
 
-use candle_core::Tensor;
+use candle_core::{Tensor, Var};
 use candle_nn::Init;
 
 use super::config::TextConfig;
 use crate::nn::ops::{apply_rotary, Activation};
-use crate::nn::{merge_heads, scaled_dot_product_attention, LayerBuilder, LinearLayer, RmsNorm};
+use crate::nn::{
+    checkpoint, merge_heads, scaled_dot_product_attention, GradSink, LayerBuilder, LinearLayer,
+    RmsNorm,
+};
 use crate::{Error, Result};
 
 /// Keys and values of every layer for the tokens seen so far.
@@ -324,5 +327,52 @@ impl TextModel {
             all_hidden.push(hidden.clone());
         }
         Ok(TextOutput { hidden, all_hidden })
+    }
+
+    /// Training forward pass that keeps only each layer's input and recomputes the layer in
+    /// the backward pass (see [`crate::nn::recompute`]); gradients of variables inside the
+    /// layers (adapters) arrive in `sink`. Returns the final normed hidden states, tracked.
+    ///
+    /// # Shapes
+    /// As [`TextModel::forward`] without a cache: `embeds` `(batch, seq, hidden)` ->
+    /// `(batch, seq, hidden)`.
+    pub fn forward_recomputed(
+        &self,
+        embeds: &Tensor,
+        (cos, sin): (&Tensor, &Tensor),
+        mask: Option<&Tensor>,
+        deepstack: Option<&Deepstack>,
+        sink: &GradSink,
+    ) -> Result<Tensor> {
+        let (b, s, h) = embeds.dims3()?;
+        // The chain of recomputed layers needs a tracked start; frozen embeddings get a
+        // throwaway variable (its gradient is computed and dropped).
+        let mut xs = if embeds.track_op() {
+            embeds.clone()
+        } else {
+            Var::from_tensor(embeds)?.into_inner()
+        };
+        for (i, layer) in self.layers.iter().enumerate() {
+            let layer = layer.clone();
+            let (cos, sin, mask) = (cos.detach(), sin.detach(), mask.map(Tensor::detach));
+            xs = checkpoint(
+                &xs,
+                move |x: &Tensor| {
+                    let (residual, mlp) =
+                        layer.forward_deferred(x, None, (&cos, &sin), mask.as_ref(), None)?;
+                    Ok((residual + mlp)?)
+                },
+                sink,
+            )?;
+            if let Some(features) = deepstack.and_then(|ds| ds.features.get(i).map(|f| (ds, f))) {
+                // Outside the recomputed block: the features may carry gradients of their own.
+                let (ds, features) = features;
+                let zero = Tensor::zeros((1, h), features.dtype(), features.device())?;
+                let table = Tensor::cat(&[&zero, features], 0)?;
+                let add = table.index_select(&ds.gather, 0)?.reshape((b, s, h))?;
+                xs = (xs + add.to_dtype(embeds.dtype())?)?;
+            }
+        }
+        self.norm.forward(&xs)
     }
 }

@@ -105,6 +105,10 @@ pub struct Args {
     /// Keep the frozen base weights quantised under the adapters: nf4 (QLoRA) or int8.
     #[arg(long, value_parser = ["nf4", "int8"])]
     pub quant: Option<String>,
+    /// Recompute each decoder layer in the backward pass instead of keeping its activations
+    /// (far less memory for about one more forward pass).
+    #[arg(long)]
+    pub recompute: bool,
     /// Optimiser: adamw, or adamw8bit (block-wise 8-bit moments, about a quarter of the memory).
     #[arg(long, value_parser = ["adamw", "adamw8bit"])]
     pub optim: Option<String>,
@@ -131,6 +135,9 @@ fn settings(args: &Args) -> anyhow::Result<TrainConfig> {
     }
     if let Some(scheme) = &args.quant {
         config.quant = Some(scheme.parse().map_err(anyhow::Error::msg)?);
+    }
+    if args.recompute {
+        config.recompute = true;
     }
     if let Some(optim) = &args.optim {
         config.optimizer.eight_bit = optim == "adamw8bit";
@@ -244,7 +251,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .into_iter()
             .max()
             .unwrap_or(256);
-        let hint = hints::plan(session.model.config(), &device, dtype, longest, effective);
+        let hint = hints::plan(
+            session.model.config(),
+            &device,
+            dtype,
+            longest,
+            effective,
+            config.recompute,
+        );
         eprintln!("run plan: {hint} (sequences up to {longest} tokens)");
         config.micro_batch_size = hint.micro_batch_size;
         config.grad_accumulation = hint.grad_accumulation;
