@@ -157,6 +157,8 @@ pub fn run(
             "loss": last.to_dtype(DType::F32)?.to_scalar::<f32>()?,
             "trainable_parameters": factory.num_trainable_parameters(),
             "checkpointing": args.checkpointing,
+            "allocated_peak_gib": verdict_models::nn::gpu::memory_peak(device)?
+                .map(|b| b as f64 / (1u64 << 30) as f64),
         })
     );
     Ok(())
@@ -186,9 +188,9 @@ pub fn lm_loss(model: &Qwen3VL, batch: &Batch, targets: &Tensor) -> Result<Tenso
     Ok(picked.mean_all()?.neg()?)
 }
 
-/// Rows of the vocabulary projection computed at once by [`recomputed_lm_loss`]: 512 rows of
-/// 151,936 f32 logits are 311 MB, and the backward pass holds a few of them.
-const LOSS_CHUNK_ROWS: usize = 512;
+/// Rows of the vocabulary projection computed at once by [`recomputed_lm_loss`]: 256 rows of
+/// 151,936 f32 logits are 155 MB, and the backward pass holds a few of them.
+const LOSS_CHUNK_ROWS: usize = 256;
 
 /// [`lm_loss`] with every decoder layer recomputed in the backward pass and the vocabulary
 /// projection + cross-entropy computed (and recomputed) `LOSS_CHUNK_ROWS` rows at a time, so

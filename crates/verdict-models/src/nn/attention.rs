@@ -114,14 +114,47 @@ pub fn scaled_dot_product_attention(
         let weights = candle_nn::ops::softmax_last_dim(&scores)?;
         return Ok(weights.matmul(&v.contiguous()?)?);
     }
-    let scores = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? * scale)?;
-    let scores = scores.to_dtype(DType::F32)?;
+    let products = q.contiguous()?.matmul(&k.t()?.contiguous()?)?;
+    if products.track_op() {
+        let weights = softmax_with_backward(&products, mask, scale)?;
+        return Ok(weights.matmul(&v.contiguous()?)?);
+    }
+    let scores = (products * scale)?.to_dtype(DType::F32)?;
     let scores = match mask {
         Some(mask) => scores.broadcast_add(mask)?,
         None => scores,
     };
     let weights = softmax_last_dim(&scores)?.to_dtype(dtype)?;
     Ok(weights.matmul(&v.contiguous()?)?)
+}
+
+/// Training: `softmax(products * scale + mask)` computed without gradients (the fused kernel
+/// on GPUs, else in f32 as the reference does), with the analytic backward
+/// `scale * w * (g - sum(g * w))`: only the weights are kept, not the f32 score copies.
+///
+/// # Shapes
+/// `products`: `(batch, heads, q_len, kv_len)`; `mask` broadcastable to it.
+fn softmax_with_backward(products: &Tensor, mask: Option<&Tensor>, scale: f64) -> Result<Tensor> {
+    let dtype = products.dtype();
+    let detached = products.detach();
+    let weights = match gpu::scaled_masked_softmax(&detached, mask, scale as f32)? {
+        Some(weights) => weights,
+        None => {
+            let scores = (detached * scale)?.to_dtype(DType::F32)?;
+            let scores = match mask {
+                Some(mask) => scores.broadcast_add(&mask.detach())?,
+                None => scores,
+            };
+            softmax_last_dim(&scores)?.to_dtype(dtype)?
+        }
+    };
+    super::recompute::custom_backward(products, &weights, move |_, weights, grad| {
+        let w = weights.to_dtype(DType::F32)?;
+        let g = grad.to_dtype(DType::F32)?;
+        let dot = (&g * &w)?.sum_keepdim(candle_core::D::Minus1)?;
+        let ds = (g.broadcast_sub(&dot)? * w)?;
+        Ok((ds * scale)?.to_dtype(dtype)?)
+    })
 }
 
 /// GPU inference in bf16 through the kernels of [`super::gpu`]: heads gathered (and key/value
@@ -191,6 +224,49 @@ mod tests {
         let rows = mask.squeeze(0)?.squeeze(0)?.to_vec2::<f32>()?;
         assert_eq!(rows[0], vec![0.0, 0.0, 0.0, 0.0, f32::NEG_INFINITY]);
         assert_eq!(rows[1], vec![0.0; 5]);
+        Ok(())
+    }
+
+    /// Training attention (softmax with the analytic backward) against autograd of the plain
+    /// formula, with a causal mask.
+    #[test]
+    fn training_attention_gradients_match_autograd() -> Result<()> {
+        use candle_core::Var;
+        let device = Device::Cpu;
+        let var = |shape: (usize, usize, usize, usize)| -> Result<Var> {
+            Ok(Var::from_tensor(&Tensor::randn(
+                0f32, 1.0, shape, &device,
+            )?)?)
+        };
+        let (q, k, v) = (var((2, 4, 5, 8))?, var((2, 2, 5, 8))?, var((2, 2, 5, 8))?);
+        let mask = attention_mask(5, 0, true, None, &device)?;
+        let seed = Tensor::randn(0f32, 1.0, (2, 4, 5, 8), &device)?;
+        let ours = scaled_dot_product_attention(
+            q.as_tensor(),
+            k.as_tensor(),
+            v.as_tensor(),
+            Some(&mask),
+            0.35,
+        )?;
+        let plain = {
+            let (k, v) = (repeat_kv(k.as_tensor(), 2)?, repeat_kv(v.as_tensor(), 2)?);
+            let scores = (q.as_tensor().matmul(&k.t()?)? * 0.35)?.broadcast_add(&mask)?;
+            let max = scores.max_keepdim(candle_core::D::Minus1)?.detach();
+            let exp = scores.broadcast_sub(&max)?.exp()?;
+            let weights = exp.broadcast_div(&exp.sum_keepdim(candle_core::D::Minus1)?)?;
+            weights.matmul(&v)?
+        };
+        assert!((&ours - &plain)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-5);
+        let g_ours = (ours * &seed)?.sum_all()?.backward()?;
+        let g_plain = (plain * &seed)?.sum_all()?.backward()?;
+        for var in [&q, &k, &v] {
+            let (a, b) = (
+                g_ours.get(var.as_tensor()).expect("gradient"),
+                g_plain.get(var.as_tensor()).expect("gradient"),
+            );
+            let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff < 1e-5, "gradients differ by {diff}");
+        }
         Ok(())
     }
 

@@ -244,6 +244,14 @@ pub fn memory_in_use(device: &candle_core::Device) -> Result<Option<u64>> {
     imp::memory_in_use(device)
 }
 
+/// The most device memory the stream-ordered allocator has handed out at once since the
+/// process started, in bytes: allocations only, without the CUDA context or cached free
+/// blocks (PyTorch's `max_memory_allocated` measures the same). `None` on CPU and without
+/// `cuda`. Waits for the device.
+pub fn memory_peak(device: &candle_core::Device) -> Result<Option<u64>> {
+    imp::memory_peak(device)
+}
+
 fn elementwise_fits(tensors: &[&Tensor]) -> bool {
     eligible(tensors)
         && tensors
@@ -309,6 +317,10 @@ mod imp {
         _: &Tensor,
         _: &super::AdamWStep,
     ) -> Result<Option<()>> {
+        Ok(None)
+    }
+
+    pub fn memory_peak(_: &candle_core::Device) -> Result<Option<u64>> {
         Ok(None)
     }
 

@@ -641,3 +641,26 @@ pub fn adamw_update(
     )?;
     Ok(Some(()))
 }
+
+pub fn memory_peak(device: &candle_core::Device) -> Result<Option<u64>> {
+    use candle_core::cuda_backend::cudarc::driver::{result, sys};
+    let candle_core::Device::Cuda(cuda) = device else {
+        return Ok(None);
+    };
+    device.synchronize()?;
+    let context = cuda.cuda_stream().context().clone();
+    context.bind_to_thread().w()?;
+    let mut high: u64 = 0;
+    // SAFETY: the device handle comes from a live context bound to this thread, and the
+    // attribute's value is a 64-bit unsigned integer, as `high` is.
+    unsafe {
+        let pool = result::device::get_default_mem_pool(context.cu_device()).w()?;
+        result::mem_pool::get_attribute(
+            pool,
+            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH,
+            (&mut high as *mut u64).cast(),
+        )
+        .w()?;
+    }
+    Ok(Some(high))
+}

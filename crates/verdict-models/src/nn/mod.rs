@@ -19,4 +19,6 @@ pub use attention::{attention_mask, merge_heads, scaled_dot_product_attention};
 pub use builder::LayerBuilder;
 pub use linear::{DefaultLinearFactory, Linear, LinearFactory, LinearLayer, LinearSpec};
 pub use norm::{LayerNorm, RmsNorm};
-pub use recompute::{checkpoint, grad_enabled, GradSink, NoGrad};
+pub use recompute::{
+    checkpoint, custom_backward, custom_backward2, grad_enabled, GradSink, NoGrad,
+};

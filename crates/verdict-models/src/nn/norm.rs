@@ -5,6 +5,7 @@ use candle_nn::Init;
 
 use super::builder::LayerBuilder;
 use super::gpu;
+use super::recompute::custom_backward;
 use crate::Result;
 
 /// Whether candle's fused norm kernel computes what the reference does: always in f32; in
@@ -39,6 +40,22 @@ impl RmsNorm {
         if let Some((normed, _)) = gpu::norm(xs, None, &self.weight, false, self.eps)? {
             return Ok(normed);
         }
+        if xs.track_op() && !self.weight.track_op() {
+            // Training through a frozen norm: the fused kernel's forward, the analytic backward.
+            let detached = xs.detach();
+            let normed = match gpu::norm(&detached, None, &self.weight, false, self.eps)? {
+                Some((normed, _)) => Some(normed),
+                None if fused_is_exact(xs, &self.weight) => Some(candle_nn::ops::rms_norm(
+                    &detached.contiguous()?,
+                    &self.weight,
+                    self.eps as f32,
+                )?),
+                None => None,
+            };
+            if let Some(normed) = normed {
+                return self.with_backward(xs, &normed);
+            }
+        }
         if !xs.track_op() && !self.weight.track_op() && fused_is_exact(xs, &self.weight) {
             // Inference: the fused kernel also accumulates in f32; it applies the weight before
             // the final cast, which differs from the reference only by one rounding.
@@ -56,6 +73,15 @@ impl RmsNorm {
         Ok(normed.broadcast_mul(&self.weight)?)
     }
 
+    /// `normed` (this norm of `xs`, computed without gradients) as a function of `xs`, with
+    /// the analytic gradient for a frozen weight.
+    fn with_backward(&self, xs: &Tensor, normed: &Tensor) -> Result<Tensor> {
+        let (weight, eps) = (self.weight.clone(), self.eps);
+        custom_backward(xs, normed, move |x, _, grad| {
+            rms_norm_backward(x, &weight, eps, grad)
+        })
+    }
+
     /// The residual add before a norm: returns `(xs + delta, norm(xs + delta))`, in one
     /// kernel on GPUs.
     ///
@@ -71,6 +97,25 @@ impl RmsNorm {
         let normed = self.forward(&sum)?;
         Ok((sum, normed))
     }
+}
+
+/// Gradient of `w * x / sqrt(mean(x^2) + eps)` with respect to `x` (frozen `w`), in f32:
+/// `r * (g w - x r^2 mean(g w x))` with `r = 1 / sqrt(mean(x^2) + eps)`.
+///
+/// # Shapes
+/// `x`, `grad`: `(.., size)`; `weight`: `(size,)`; the result has `x`'s shape and dtype.
+fn rms_norm_backward(x: &Tensor, weight: &Tensor, eps: f64, grad: &Tensor) -> Result<Tensor> {
+    let x32 = x.to_dtype(DType::F32)?;
+    let gw = grad
+        .to_dtype(DType::F32)?
+        .broadcast_mul(&weight.to_dtype(DType::F32)?)?;
+    let r = (x32.sqr()?.mean_keepdim(D::Minus1)? + eps)?
+        .sqrt()?
+        .recip()?;
+    let dot = (&gw * &x32)?.mean_keepdim(D::Minus1)?;
+    let coefficient = (dot * r.sqr()?)?;
+    let dx = (gw - x32.broadcast_mul(&coefficient)?)?.broadcast_mul(&r)?;
+    Ok(dx.to_dtype(x.dtype())?)
 }
 
 /// Layer norm with affine weight and bias: `(x - mean) / sqrt(var + eps) * weight + bias`.
@@ -187,18 +232,54 @@ mod tests {
         Ok(())
     }
 
+    /// The analytic backward of the fused forward against autograd of the op-by-op path.
+    #[test]
+    fn rms_norm_analytic_backward_matches_autograd() -> Result<()> {
+        let device = Device::Cpu;
+        let weight = Tensor::randn(0f32, 1.0, 16, &device)?;
+        let norm = RmsNorm::from_weight(weight, 1e-6);
+        let xs = Var::from_tensor(&Tensor::randn(0f32, 2.0, (3, 5, 16), &device)?)?;
+        let seed = Tensor::randn(0f32, 1.0, (3, 5, 16), &device)?;
+        // `forward` on a tracked f32 input takes the fused forward + analytic backward.
+        let fast = norm.forward(xs.as_tensor())?;
+        let slow = {
+            let x32 = xs.as_tensor().clone();
+            let inv = (x32.sqr()?.mean_keepdim(D::Minus1)? + 1e-6)?
+                .sqrt()?
+                .recip()?;
+            x32.broadcast_mul(&inv)?.broadcast_mul(&norm.weight)?
+        };
+        let diff = (&fast - &slow)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "forward differs by {diff}");
+        let g_fast = (fast * &seed)?.sum_all()?.backward()?;
+        let g_slow = (slow * &seed)?.sum_all()?.backward()?;
+        let (a, b) = (
+            g_fast.get(xs.as_tensor()).expect("gradient"),
+            g_slow.get(xs.as_tensor()).expect("gradient"),
+        );
+        let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "gradients differ by {diff}");
+        Ok(())
+    }
+
     #[test]
     fn inference_fast_paths_match_the_differentiable_ones() -> Result<()> {
         let device = Device::Cpu;
         let xs = Tensor::new(&[[1.0f32, 5.0, -2.0], [0.0, 0.1, 0.2]], &device)?;
         let weight = Tensor::new(&[0.5f32, 2.0, -1.0], &device)?;
         let bias = Tensor::new(&[0.1f32, 0.0, 0.3], &device)?;
-        // A variable input forces the differentiable path; the plain one takes the fused kernel.
+        // A variable input forces the differentiable path (for RMSNorm, a trainable weight
+        // too: with a frozen one it takes the fused forward with the analytic backward, tested
+        // above); the plain one takes the fused kernel.
         let tracked = Var::from_tensor(&xs)?;
         let rms = RmsNorm::from_weight(weight.clone(), 1e-6);
+        let rms_trainable = RmsNorm::from_weight(Var::from_tensor(&weight)?.into_inner(), 1e-6);
         let layer = LayerNorm::from_weights(weight, bias, 1e-6)?;
         for (fast, slow) in [
-            (rms.forward(&xs)?, rms.forward(tracked.as_tensor())?),
+            (
+                rms.forward(&xs)?,
+                rms_trainable.forward(tracked.as_tensor())?,
+            ),
             (layer.forward(&xs)?, layer.forward(tracked.as_tensor())?),
         ] {
             let diff = (fast - slow)?.abs()?.max_all()?.to_scalar::<f32>()?;

@@ -52,11 +52,29 @@ pub fn rotate_half(xs: &Tensor) -> Result<Tensor> {
 /// `xs`: `(.., seq, d)`; `cos`, `sin`: broadcastable to `xs`, in the rotate-half convention
 /// (both halves of the last dimension hold the same angles).
 pub fn apply_rotary(xs: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    if !xs.track_op() && !cos.track_op() && !sin.track_op() && xs.dtype() == cos.dtype() {
-        if let Some(out) = fused_rotary(xs, cos, sin)? {
-            return Ok(out);
+    if !cos.track_op() && !sin.track_op() && xs.dtype() == cos.dtype() {
+        if let Some(out) = fused_rotary(&xs.detach(), cos, sin)? {
+            if !xs.track_op() {
+                return Ok(out);
+            }
+            // Training: a rotation's gradient is the inverse rotation of the incoming
+            // gradient (the rotate-half matrix R has R^T = -R and commutes with the angle
+            // tables, whose halves are equal), i.e. the same kernel with `-sin`.
+            let (cos, neg_sin) = (cos.clone(), sin.neg()?);
+            return super::recompute::custom_backward(
+                xs,
+                &out,
+                move |_, _, grad| match fused_rotary(grad, &cos, &neg_sin)? {
+                    Some(rotated) => Ok(rotated),
+                    None => unfused_rotary(grad, &cos, &neg_sin),
+                },
+            );
         }
     }
+    unfused_rotary(xs, cos, sin)
+}
+
+fn unfused_rotary(xs: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     let rotated = rotate_half(xs)?;
     Ok((xs.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?)?)
 }
@@ -180,6 +198,30 @@ mod tests {
         let angles = Tensor::randn(0f32, 2.0, half_shape, device)?;
         let full = Tensor::cat(&[&angles, &angles], D::Minus1)?;
         Ok((full.cos()?, full.sin()?))
+    }
+
+    /// Training through the fused rotary (inverse rotation as the backward) gives autograd's
+    /// gradient of the unfused formula, for the transposed-view layout of the text decoder.
+    #[test]
+    fn rotary_backward_is_the_inverse_rotation() -> Result<()> {
+        let device = candle_core::Device::Cpu;
+        let (cos, sin) = halves(&[2, 1, 5, 8], &device)?;
+        let base =
+            candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 5, 3, 8), &device)?)?;
+        let seed = Tensor::randn(0f32, 1.0, (2, 3, 5, 8), &device)?;
+        let xs = base.as_tensor().transpose(1, 2)?;
+        let fast = apply_rotary(&xs, &cos, &sin)?;
+        let slow = reference_rotary(&xs, &cos, &sin)?;
+        assert!((&fast - &slow)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-5);
+        let g_fast = (fast * &seed)?.sum_all()?.backward()?;
+        let g_slow = (slow * &seed)?.sum_all()?.backward()?;
+        let (a, b) = (
+            g_fast.get(base.as_tensor()).expect("gradient"),
+            g_slow.get(base.as_tensor()).expect("gradient"),
+        );
+        let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "gradients differ by {diff}");
+        Ok(())
     }
 
     #[test]
