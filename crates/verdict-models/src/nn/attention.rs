@@ -148,7 +148,7 @@ fn softmax_with_backward(products: &Tensor, mask: Option<&Tensor>, scale: f64) -
             softmax_last_dim(&scores)?.to_dtype(dtype)?
         }
     };
-    super::recompute::custom_backward(products, &weights, move |_, weights, grad| {
+    super::custom_backward::custom_backward(products, &weights, move |_, weights, grad| {
         let w = weights.to_dtype(DType::F32)?;
         let g = grad.to_dtype(DType::F32)?;
         let dot = (&g * &w)?.sum_keepdim(candle_core::D::Minus1)?;

@@ -8,6 +8,7 @@
 
 pub mod attention;
 pub mod builder;
+pub mod custom_backward;
 pub mod frozen;
 pub mod gpu;
 pub mod linear;
@@ -17,8 +18,7 @@ pub mod recompute;
 
 pub use attention::{attention_mask, merge_heads, scaled_dot_product_attention};
 pub use builder::LayerBuilder;
+pub use custom_backward::{custom_backward, custom_backward2};
 pub use linear::{DefaultLinearFactory, Linear, LinearFactory, LinearLayer, LinearSpec};
 pub use norm::{LayerNorm, RmsNorm};
-pub use recompute::{
-    checkpoint, custom_backward, custom_backward2, grad_enabled, GradSink, NoGrad,
-};
+pub use recompute::{checkpoint, grad_enabled, GradSink, NoGrad};

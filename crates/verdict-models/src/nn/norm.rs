@@ -4,8 +4,8 @@ use candle_core::{DType, Tensor, D};
 use candle_nn::Init;
 
 use super::builder::LayerBuilder;
+use super::custom_backward::custom_backward;
 use super::gpu;
-use super::recompute::custom_backward;
 use crate::Result;
 
 /// Whether candle's fused norm kernel computes what the reference does: always in f32; in

@@ -61,14 +61,12 @@ pub fn apply_rotary(xs: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
             // gradient (the rotate-half matrix R has R^T = -R and commutes with the angle
             // tables, whose halves are equal), i.e. the same kernel with `-sin`.
             let (cos, neg_sin) = (cos.clone(), sin.neg()?);
-            return super::recompute::custom_backward(
-                xs,
-                &out,
-                move |_, _, grad| match fused_rotary(grad, &cos, &neg_sin)? {
+            return super::custom_backward::custom_backward(xs, &out, move |_, _, grad| {
+                match fused_rotary(grad, &cos, &neg_sin)? {
                     Some(rotated) => Ok(rotated),
                     None => unfused_rotary(grad, &cos, &neg_sin),
-                },
-            );
+                }
+            });
         }
     }
     unfused_rotary(xs, cos, sin)

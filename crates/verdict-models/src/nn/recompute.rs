@@ -20,7 +20,11 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, TensorId, Var};
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, TensorId, Var};
+
+#[cfg(feature = "cuda")]
+use super::custom_backward::copy_cuda;
+use super::custom_backward::{copy_cpu, stored};
 
 use crate::{Error, Result};
 
@@ -192,168 +196,6 @@ impl CustomOp2 for Recompute {
         drop(grads);
         self.sink.absorb(kept)?;
         Ok((grad_x, None))
-    }
-}
-
-type Backward1 = dyn Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor> + Send + Sync;
-type Backward2 =
-    dyn Fn(&Tensor, &Tensor, &Tensor, &Tensor) -> Result<(Tensor, Tensor)> + Send + Sync;
-
-/// Returns `out`, computed from `x` without gradients (typically by a fused kernel that has
-/// no backward of its own), as a differentiable function of `x` whose gradient is
-/// `backward(x, out, grad_out)`. Only `x` and the returned tensor are kept for the backward
-/// pass: the fused kernel's one output instead of the intermediates of the op-by-op version.
-///
-/// # Shapes
-/// `out`: any; `backward` returns a tensor shaped like `x`.
-pub fn custom_backward<F>(x: &Tensor, out: &Tensor, backward: F) -> Result<Tensor>
-where
-    F: Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor> + Send + Sync + 'static,
-{
-    let out = stored(out)?;
-    Ok(x.apply_op2(
-        &out,
-        Attached1 {
-            backward: Arc::new(backward),
-        },
-    )?)
-}
-
-/// [`custom_backward`] for a function of two tensors: `backward(a, b, out, grad_out)`
-/// returns the gradients of `a` and `b`.
-pub fn custom_backward2<F>(a: &Tensor, b: &Tensor, out: &Tensor, backward: F) -> Result<Tensor>
-where
-    F: Fn(&Tensor, &Tensor, &Tensor, &Tensor) -> Result<(Tensor, Tensor)> + Send + Sync + 'static,
-{
-    let out = stored(out)?;
-    Ok(a.apply_op3(
-        b,
-        &out,
-        Attached2 {
-            backward: Arc::new(backward),
-        },
-    )?)
-}
-
-/// `out` as the ops here hand it back: untracked, contiguous from offset 0.
-fn stored(out: &Tensor) -> Result<Tensor> {
-    let out = out.detach();
-    if out.is_contiguous() && out.layout().start_offset() == 0 {
-        Ok(out)
-    } else {
-        Ok(out.force_contiguous()?)
-    }
-}
-
-fn output_shape(layout: &Layout) -> candle_core::Result<Shape> {
-    if !layout.is_contiguous() || layout.start_offset() != 0 {
-        candle_core::bail!("the stored output must be contiguous from offset 0")
-    }
-    Ok(layout.shape().clone())
-}
-
-fn copy_cpu(out: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-    use candle_core::backend::BackendStorage;
-    Ok((out.try_clone(layout)?, output_shape(layout)?))
-}
-
-#[cfg(feature = "cuda")]
-fn copy_cuda(
-    out: &candle_core::CudaStorage,
-    layout: &Layout,
-) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-    use candle_core::backend::BackendStorage;
-    Ok((out.try_clone(layout)?, output_shape(layout)?))
-}
-
-struct Attached1 {
-    backward: Arc<Backward1>,
-}
-
-impl CustomOp2 for Attached1 {
-    fn name(&self) -> &'static str {
-        "custom-backward"
-    }
-
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        out: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        copy_cpu(out, layout)
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        _: &candle_core::CudaStorage,
-        _: &Layout,
-        out: &candle_core::CudaStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        copy_cuda(out, layout)
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        out: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad_x =
-            (self.backward)(&x.detach(), out, &grad.detach()).map_err(candle_core::Error::wrap)?;
-        Ok((Some(grad_x), None))
-    }
-}
-
-struct Attached2 {
-    backward: Arc<Backward2>,
-}
-
-impl CustomOp3 for Attached2 {
-    fn name(&self) -> &'static str {
-        "custom-backward2"
-    }
-
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        out: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        copy_cpu(out, layout)
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        _: &candle_core::CudaStorage,
-        _: &Layout,
-        _: &candle_core::CudaStorage,
-        _: &Layout,
-        out: &candle_core::CudaStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        copy_cuda(out, layout)
-    }
-
-    fn bwd(
-        &self,
-        a: &Tensor,
-        b: &Tensor,
-        out: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (grad_a, grad_b) = (self.backward)(&a.detach(), &b.detach(), out, &grad.detach())
-            .map_err(candle_core::Error::wrap)?;
-        Ok((Some(grad_a), Some(grad_b), None))
     }
 }
 
