@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor, D};
 use verdict_lora::{LoraConfig, LoraFactory, TargetModules};
-use verdict_models::nn::ops::log_softmax_last_dim;
+use verdict_models::nn::ops::{cross_entropy_sum, log_softmax_last_dim};
 use verdict_models::nn::{checkpoint, GradSink};
 use verdict_models::qwen3_vl::{Batch, Logits, Qwen3VL};
 use verdict_train::optim::{AdamW, AdamWConfig};
@@ -211,15 +211,11 @@ fn recomputed_lm_loss(
     let mut total: Option<Tensor> = None;
     for start in (0..n).step_by(LOSS_CHUNK_ROWS) {
         let len = LOSS_CHUNK_ROWS.min(n - start);
-        let chunk_targets = targets.narrow(0, start, len)?.unsqueeze(1)?;
+        let chunk_targets = targets.narrow(0, start, len)?;
         let model = Arc::clone(model);
         let part = checkpoint(
             &rows.narrow(0, start, len)?,
-            move |x: &Tensor| {
-                let logits = model.project(x)?.to_dtype(DType::F32)?;
-                let log_probs = log_softmax_last_dim(&logits)?;
-                Ok(log_probs.gather(&chunk_targets, D::Minus1)?.sum_all()?)
-            },
+            move |x: &Tensor| Ok(cross_entropy_sum(&model.project(x)?, &chunk_targets)?),
             sink,
         )?;
         total = Some(match total {
@@ -228,5 +224,5 @@ fn recomputed_lm_loss(
         });
     }
     let total = total.ok_or_else(|| anyhow::anyhow!("empty batch"))?;
-    Ok((total / n as f64)?.neg()?)
+    Ok((total / n as f64)?)
 }

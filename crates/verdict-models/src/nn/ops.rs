@@ -34,6 +34,39 @@ pub fn log_softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
     Ok(shifted.broadcast_sub(&log_sum)?)
 }
 
+/// `sum over rows of -log_softmax(logits)[target]` in f32, for language-model losses over a
+/// large vocabulary. With gradients it keeps only `logits` and computes the backward
+/// analytically, `softmax(logits) - onehot(target)` (candle's fused softmax, then one
+/// scatter), instead of the log-softmax graph's f32 intermediates and their backward nodes.
+///
+/// # Shapes
+/// `logits`: `(rows, vocab)`; `targets`: `(rows,)` u32 -> scalar f32.
+pub fn cross_entropy_sum(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let targets = targets.unsqueeze(1)?;
+    let forward = {
+        let targets = targets.clone();
+        move |logits: &Tensor| -> Result<Tensor> {
+            let l32 = logits.to_dtype(DType::F32)?;
+            let max = l32.max_keepdim(D::Minus1)?;
+            let sum = l32.broadcast_sub(&max)?.exp()?.sum_keepdim(D::Minus1)?;
+            let log_sum_exp = (sum.log()? + max)?;
+            let picked = l32.gather(&targets, D::Minus1)?;
+            Ok((log_sum_exp - picked)?.sum_all()?)
+        }
+    };
+    if !logits.track_op() {
+        return forward(logits);
+    }
+    let loss = forward(&logits.detach())?;
+    super::custom_backward::custom_backward(logits, &loss, move |logits, _, grad| {
+        let probs = candle_nn::ops::softmax_last_dim(&logits.to_dtype(DType::F32)?.contiguous()?)?;
+        let minus_one = Tensor::full(-1f32, (logits.dim(0)?, 1), logits.device())?;
+        let dlogits = probs.scatter_add(&targets, &minus_one, D::Minus1)?;
+        let scale = grad.to_dtype(DType::F32)?.reshape((1, 1))?;
+        Ok(dlogits.broadcast_mul(&scale)?.to_dtype(logits.dtype())?)
+    })
+}
+
 /// Swaps the two halves of the last dimension and negates the new first half:
 /// `[x1, x2] -> [-x2, x1]`, the rotation used by rotary position embeddings.
 ///
@@ -196,6 +229,29 @@ mod tests {
         let angles = Tensor::randn(0f32, 2.0, half_shape, device)?;
         let full = Tensor::cat(&[&angles, &angles], D::Minus1)?;
         Ok((full.cos()?, full.sin()?))
+    }
+
+    #[test]
+    fn cross_entropy_matches_log_softmax_and_its_gradient() -> Result<()> {
+        let device = candle_core::Device::Cpu;
+        let logits = candle_core::Var::from_tensor(&(Tensor::randn(0f32, 3.0, (6, 50), &device)?))?;
+        let targets = Tensor::new(&[3u32, 0, 49, 7, 7, 21], &device)?;
+        let ours = cross_entropy_sum(logits.as_tensor(), &targets)?;
+        let reference = log_softmax_last_dim(logits.as_tensor())?
+            .gather(&targets.unsqueeze(1)?, D::Minus1)?
+            .sum_all()?
+            .neg()?;
+        let (a, b) = (ours.to_scalar::<f32>()?, reference.to_scalar::<f32>()?);
+        assert!((a - b).abs() < 1e-4, "loss {a} vs {b}");
+        let g_ours = (ours * 0.25)?.backward()?;
+        let g_ref = (reference * 0.25)?.backward()?;
+        let diff = (g_ours.get(logits.as_tensor()).expect("gradient")
+            - g_ref.get(logits.as_tensor()).expect("gradient"))?
+        .abs()?
+        .max_all()?
+        .to_scalar::<f32>()?;
+        assert!(diff < 1e-6, "gradients differ by {diff}");
+        Ok(())
     }
 
     /// Training through the fused rotary (inverse rotation as the backward) gives autograd's
