@@ -19,6 +19,8 @@
 //! without the pause Verdict's first repeat pays for it. The default (0) keeps the two
 //! back to back.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,19 +47,7 @@ fn main() {
 
 fn run() -> Result<(), String> {
     let options = parse_options()?;
-    let data = std::env::var_os("VERDICT_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/data"))
-        .join("meshes");
-    let mut files = Vec::new();
-    collect_stl(&data, &mut files);
-    files.sort();
-    if files.is_empty() {
-        return Err(format!(
-            "no STL under {} (run scripts/fetch-data)",
-            data.display()
-        ));
-    }
+    let (data, files) = common::corpus_stl_files()?;
     let views = ViewSpec::parse_list(&options.views).map_err(|e| e.to_string())?;
     let settings = RenderSettings {
         size: options.size,
@@ -362,30 +352,6 @@ fn sample_dir(root: &Path, file: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     root.join(format!("{parent}__{stem}"))
-}
-
-fn collect_stl(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        // Packages link folders into each other (doc/examples -> examples): skip links.
-        let Ok(kind) = entry.file_type() else {
-            continue;
-        };
-        if kind.is_symlink() {
-            continue;
-        }
-        if kind.is_dir() {
-            collect_stl(&path, out);
-        } else if path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("stl"))
-        {
-            out.push(path);
-        }
-    }
 }
 
 fn parse_options() -> Result<Options, String> {

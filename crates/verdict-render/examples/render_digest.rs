@@ -18,7 +18,9 @@
 //! with `--spheres`, then the same for the generated spheres, the case where triangle
 //! setup rather than pixels dominates.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -49,19 +51,7 @@ fn run() -> Result<(), String> {
         None => None,
     };
     let views = ViewSpec::parse_list(VIEWS).map_err(|e| e.to_string())?;
-    let data = std::env::var_os("VERDICT_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/data"))
-        .join("meshes");
-    let mut files = Vec::new();
-    collect_stl(&data, &mut files);
-    files.sort();
-    if files.is_empty() {
-        return Err(format!(
-            "no STL under {} (run scripts/fetch-data)",
-            data.display()
-        ));
-    }
+    let (_, files) = common::corpus_stl_files()?;
     let base = RenderSettings::default();
     if let Some(rounds) = time_rounds {
         return time_renders(&files, rounds, args.iter().any(|a| a == "--spheres"));
@@ -292,28 +282,5 @@ fn sphere(slices: usize, stacks: usize) -> Part {
     Part {
         name: "sphere".into(),
         triangles,
-    }
-}
-
-fn collect_stl(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Ok(kind) = entry.file_type() else {
-            continue;
-        };
-        if kind.is_symlink() {
-            continue;
-        }
-        if kind.is_dir() {
-            collect_stl(&path, out);
-        } else if path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("stl"))
-        {
-            out.push(path);
-        }
     }
 }
