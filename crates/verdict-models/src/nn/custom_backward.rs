@@ -54,7 +54,7 @@ where
 }
 
 /// `out` as the ops here hand it back: untracked, contiguous from offset 0.
-pub(crate) fn stored(out: &Tensor) -> Result<Tensor> {
+fn stored(out: &Tensor) -> Result<Tensor> {
     let out = out.detach();
     if out.is_contiguous() && out.layout().start_offset() == 0 {
         Ok(out)
@@ -70,16 +70,13 @@ fn output_shape(layout: &Layout) -> candle_core::Result<Shape> {
     Ok(layout.shape().clone())
 }
 
-pub(crate) fn copy_cpu(
-    out: &CpuStorage,
-    layout: &Layout,
-) -> candle_core::Result<(CpuStorage, Shape)> {
+fn copy_cpu(out: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
     use candle_core::backend::BackendStorage;
     Ok((out.try_clone(layout)?, output_shape(layout)?))
 }
 
 #[cfg(feature = "cuda")]
-pub(crate) fn copy_cuda(
+fn copy_cuda(
     out: &candle_core::CudaStorage,
     layout: &Layout,
 ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {

@@ -20,11 +20,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, TensorId, Var};
+use candle_core::{Tensor, TensorId, Var};
 
-#[cfg(feature = "cuda")]
-use super::custom_backward::copy_cuda;
-use super::custom_backward::{copy_cpu, stored};
+use super::custom_backward::custom_backward;
 
 use crate::{Error, Result};
 
@@ -96,8 +94,6 @@ impl GradSink {
     }
 }
 
-type Block = dyn Fn(&Tensor) -> Result<Tensor> + Send + Sync;
-
 /// Runs `block(x)` without gradients and returns its result attached to `x`, so the backward
 /// pass recomputes `block` with gradients instead of keeping its intermediates.
 ///
@@ -124,79 +120,44 @@ where
                 .into(),
         ));
     }
-    // The op hands back a copy of `out`'s storage; it must start at offset 0.
-    let out = stored(&out)?;
-    Ok(x.apply_op2(
-        &out,
-        Recompute {
-            block: Arc::new(block),
-            sink: sink.clone(),
-        },
-    )?)
+    let sink = sink.clone();
+    custom_backward(x, &out, move |x, _, grad| recompute(&block, x, grad, &sink))
 }
 
-struct Recompute {
-    block: Arc<Block>,
-    sink: GradSink,
-}
-
-impl CustomOp2 for Recompute {
-    fn name(&self) -> &'static str {
-        "recompute"
-    }
-
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        out: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        copy_cpu(out, layout)
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        _: &candle_core::CudaStorage,
-        _: &Layout,
-        out: &candle_core::CudaStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        copy_cuda(out, layout)
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        _out: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let input = Var::from_tensor(&x.detach())?;
-        let y = (self.block)(input.as_tensor()).map_err(candle_core::Error::wrap)?;
-        // d(sum(y * g))/dy = g: one backward from a scalar seeds the block with `grad_res`.
-        let seed = (y * grad_res.detach())?.sum_all()?;
-        let variables: HashSet<TensorId> = seed
-            .sorted_nodes()
-            .iter()
-            .filter(|t| t.is_variable())
-            .map(|t| t.id())
-            .collect();
-        let mut grads = seed.backward()?;
-        let grad_x = grads.remove(input.as_tensor());
-        // candle also leaves gradients for the block's constant operands (masks, rotary
-        // tables, the seed); keep the variables' only.
-        let mut kept = GradStore::default();
-        for id in variables {
-            if let Some(grad) = grads.get_id(id) {
-                kept.insert_id(id, grad.clone());
-            }
+/// The gradient of `block` at `x` for the incoming `grad`, from a differentiable rerun of the
+/// block; gradients of the block's own variables go to `sink`.
+fn recompute(
+    block: &dyn Fn(&Tensor) -> Result<Tensor>,
+    x: &Tensor,
+    grad: &Tensor,
+    sink: &GradSink,
+) -> Result<Tensor> {
+    let input = Var::from_tensor(x)?;
+    let y = block(input.as_tensor())?;
+    // d(sum(y * g))/dy = g: one backward from a scalar seeds the block with `grad`.
+    let seed = (y * grad)?.sum_all()?;
+    let variables: HashSet<TensorId> = seed
+        .sorted_nodes()
+        .iter()
+        .filter(|t| t.is_variable())
+        .map(|t| t.id())
+        .collect();
+    let mut grads = seed.backward()?;
+    let grad_x = match grads.remove(input.as_tensor()) {
+        Some(grad_x) => grad_x,
+        None => x.zeros_like()?,
+    };
+    // candle also leaves gradients for the block's constant operands (masks, rotary
+    // tables, the seed); keep the variables' only.
+    let mut kept = GradStore::default();
+    for id in variables {
+        if let Some(grad) = grads.get_id(id) {
+            kept.insert_id(id, grad.clone());
         }
-        drop(grads);
-        self.sink.absorb(kept)?;
-        Ok((grad_x, None))
     }
+    drop(grads);
+    sink.absorb(kept)?;
+    Ok(grad_x)
 }
 
 #[cfg(test)]
