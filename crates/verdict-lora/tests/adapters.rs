@@ -31,11 +31,16 @@ fn unsloth_config() -> LoraConfig {
 fn lm_loss(model: &Qwen3VL, batch: &Batch) -> Tensor {
     let logits = logits(model, batch);
     let s = logits.dim(1).unwrap();
-    let log_probs = log_softmax_last_dim(&logits.narrow(1, 0, s - 1).unwrap()).unwrap();
-    let targets: Vec<u32> = batch.input_ids[0][1..].to_vec();
-    let targets = Tensor::new(targets, &Device::Cpu)
+    next_token_loss(&logits.narrow(1, 0, s - 1).unwrap(), batch)
+}
+
+/// Mean cross-entropy of `logits` for positions `0..s-1` against the next tokens.
+fn next_token_loss(logits: &Tensor, batch: &Batch) -> Tensor {
+    let positions = logits.dim(1).unwrap();
+    let log_probs = log_softmax_last_dim(logits).unwrap();
+    let targets = Tensor::new(batch.input_ids[0][1..].to_vec(), &Device::Cpu)
         .unwrap()
-        .reshape((1, s - 1, 1))
+        .reshape((1, positions, 1))
         .unwrap();
     log_probs
         .gather(&targets, D::Minus1)
@@ -234,18 +239,7 @@ fn hidden_lm_loss(model: &Qwen3VL, batch: &Batch, recompute: Option<&GradSink>) 
     let hidden = model.forward_hidden_with(batch, recompute).unwrap();
     let s = hidden.dim(1).unwrap();
     let logits = model.project(&hidden.narrow(1, 0, s - 1).unwrap()).unwrap();
-    let log_probs = log_softmax_last_dim(&logits).unwrap();
-    let targets = Tensor::new(batch.input_ids[0][1..].to_vec(), &Device::Cpu)
-        .unwrap()
-        .reshape((1, s - 1, 1))
-        .unwrap();
-    log_probs
-        .gather(&targets, D::Minus1)
-        .unwrap()
-        .mean_all()
-        .unwrap()
-        .neg()
-        .unwrap()
+    next_token_loss(&logits, batch)
 }
 
 #[test]

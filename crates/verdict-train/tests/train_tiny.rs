@@ -195,6 +195,24 @@ fn metric_lines(out: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The saved adapter of a run's output folder, by tensor name.
+fn read_adapter(out: &Path) -> std::collections::HashMap<String, candle_core::Tensor> {
+    candle_core::safetensors::load(
+        out.join("adapter/adapter_model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap()
+}
+
+fn max_abs(t: &candle_core::Tensor) -> f32 {
+    t.abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 #[test]
 fn recomputed_layers_train_the_same_adapters() {
     let work = tempfile::tempdir().unwrap();
@@ -224,31 +242,14 @@ fn recomputed_layers_train_the_same_adapters() {
             &mut trainer::Silent,
         )
         .unwrap();
-        candle_core::safetensors::load(
-            out.join("adapter/adapter_model.safetensors"),
-            &candle_core::Device::Cpu,
-        )
-        .unwrap()
+        read_adapter(out)
     };
     let kept = run(false, &work.path().join("kept"));
     let recomputed = run(true, &work.path().join("recomputed"));
     assert_eq!(kept.len(), recomputed.len());
     for (name, tensor) in &kept {
-        let scale = tensor
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let diff = (tensor - &recomputed[name])
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let scale = max_abs(tensor);
+        let diff = max_abs(&(tensor - &recomputed[name]).unwrap());
         // Same arithmetic; only the order of a few gradient sums differs.
         assert!(
             diff <= 1e-5 * scale + 1e-6,
@@ -331,24 +332,10 @@ fn resumed_run_ends_exactly_like_an_uninterrupted_one() {
     .unwrap();
     assert_eq!(finished, full);
 
-    let read = |dir: &Path| {
-        candle_core::safetensors::load(
-            dir.join("adapter/adapter_model.safetensors"),
-            &candle_core::Device::Cpu,
-        )
-        .unwrap()
-    };
-    let (a, b) = (read(&straight), read(&resumed));
+    let (a, b) = (read_adapter(&straight), read_adapter(&resumed));
     assert_eq!(a.len(), b.len());
     for (name, tensor) in &a {
-        let diff = (tensor - &b[name])
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs(&(tensor - &b[name]).unwrap());
         assert_eq!(diff, 0.0, "{name} differs by {diff}");
     }
     assert_eq!(metric_lines(&straight), metric_lines(&resumed));
