@@ -14,7 +14,7 @@
 
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use image::{DynamicImage, RgbImage};
 use serde::Deserialize;
 
@@ -215,6 +215,34 @@ impl PixelValues {
             (self.n_patches(), self.patch_dim),
             device,
         )?)
+    }
+
+    /// The pixel values in `dtype`, converted on the host (rounding to nearest even, as
+    /// the device's conversion does) so that a GPU gets one narrow copy.
+    ///
+    /// # Shapes
+    /// Returns `(n_patches, patch_dim)`.
+    pub fn to_tensor_as(&self, dtype: DType, device: &Device) -> Result<Tensor> {
+        let shape = (self.n_patches(), self.patch_dim);
+        Ok(match dtype {
+            DType::BF16 => {
+                let values: Vec<half::bf16> = self
+                    .values
+                    .iter()
+                    .map(|&v| half::bf16::from_f32(v))
+                    .collect();
+                Tensor::from_slice(&values, shape, device)?
+            }
+            DType::F16 => {
+                let values: Vec<half::f16> = self
+                    .values
+                    .iter()
+                    .map(|&v| half::f16::from_f32(v))
+                    .collect();
+                Tensor::from_slice(&values, shape, device)?
+            }
+            _ => Tensor::from_slice(&self.values, shape, device)?.to_dtype(dtype)?,
+        })
     }
 }
 
@@ -424,6 +452,32 @@ mod tests {
         );
         assert!(smart_resize(1, 200, 28, 3136, 1_003_520).is_ok());
         assert!(smart_resize(0, 10, 28, 3136, 1_003_520).is_err());
+    }
+
+    #[test]
+    fn host_conversion_rounds_like_the_tensor_conversion() {
+        // Values between representable bf16/f16 numbers, ties included.
+        let values: Vec<f32> = (0..64)
+            .map(|i| (i as f32 - 31.5) * 0.013_7 + f32::from_bits(0x3f80_8000 + i))
+            .collect();
+        let pixels = PixelValues {
+            values,
+            patch_dim: 8,
+            grid_thw: vec![[1, 2, 4]],
+        };
+        let f32_tensor = pixels.to_tensor(&Device::Cpu).unwrap();
+        for dtype in [DType::BF16, DType::F16, DType::F32] {
+            let host = pixels.to_tensor_as(dtype, &Device::Cpu).unwrap();
+            assert_eq!(host.dtype(), dtype);
+            assert_eq!(host.dims(), &[8, 8]);
+            let expected = f32_tensor.to_dtype(dtype).unwrap();
+            let as_f32 = |t: &Tensor| t.to_dtype(DType::F32).unwrap().flatten_all().unwrap();
+            assert_eq!(
+                as_f32(&host).to_vec1::<f32>().unwrap(),
+                as_f32(&expected).to_vec1::<f32>().unwrap(),
+                "{dtype:?}"
+            );
+        }
     }
 
     #[test]

@@ -379,6 +379,12 @@ impl VisionModel {
         Ok(gathered.broadcast_mul(&weights)?.sum(1)?)
     }
 
+    /// Precision the tower converts pixel values to before its first product: pixels stored
+    /// in it ahead of time (cheaper to copy to a GPU) give the same result as `f32` ones.
+    pub fn pixel_dtype(&self) -> DType {
+        self.patch_embed.weight.dtype()
+    }
+
     /// Runs the tower on processor output.
     ///
     /// # Shapes
