@@ -1,8 +1,9 @@
 //! Dynamic batching in front of the model: one model thread, one bounded queue.
 //!
-//! Handlers enqueue jobs without blocking; when the queue holds `queue_capacity` jobs the
-//! enqueue fails at once and the caller answers `503` with `Retry-After`, so memory stays
-//! bounded however hard the service is pushed. The model thread takes the first waiting
+//! Handlers take a place in the queue before they prepare a request's input ([`Slot`]), then
+//! enqueue without blocking; when `queue_capacity` places are taken the request is refused at
+//! once, before any work is spent on it, and the caller answers `503` with `Retry-After`, so
+//! memory stays bounded however hard the service is pushed. The model thread takes the first waiting
 //! classification, then everything already queued up to `max_batch_size`; the batch size
 //! therefore follows the load. Only when the previous batch held more than one item (the
 //! service is busy) does it also wait, up to `max_wait`, and only until it holds as many
@@ -24,7 +25,7 @@ use tokio::sync::{mpsc as async_mpsc, oneshot};
 use crate::config::ServeConfig;
 use crate::decode::{run_chat, ChatEvent, ChatJob};
 use crate::metrics::Metrics;
-use crate::model::{ClassifyInput, ClassifyOutput, ModelError, ServedModel};
+use crate::model::{ClassifyOutput, ModelError, PreparedInput, ServedModel};
 
 /// Reply of one classification.
 pub type ClassifyReply = Result<ClassifyOutput, ModelError>;
@@ -32,7 +33,9 @@ pub type ClassifyReply = Result<ClassifyOutput, ModelError>;
 /// Work for the model thread.
 pub enum Job {
     Classify {
-        input: ClassifyInput,
+        /// Prepared by the handler ([`ServedModel::prepare`]), so the model thread only pads
+        /// and runs.
+        input: PreparedInput,
         reply: oneshot::Sender<ClassifyReply>,
     },
     Chat {
@@ -54,7 +57,9 @@ impl Job {
 #[derive(Clone)]
 pub struct Batcher {
     sender: SyncSender<Job>,
+    /// Places taken: reserved (the job is being prepared) or queued.
     depth: Arc<AtomicUsize>,
+    capacity: usize,
 }
 
 /// Why a job was not queued.
@@ -73,11 +78,44 @@ struct Settings {
     max_wait: Duration,
 }
 
+/// A place in the queue, held while a request's input is prepared: a full queue refuses a
+/// request before any work is spent on it. Dropped unused, the place is given back.
+pub struct Slot {
+    batcher: Batcher,
+    submitted: bool,
+}
+
+impl Slot {
+    /// Queues the job in the reserved place.
+    pub fn submit(mut self, job: Job) -> Result<(), SubmitError> {
+        self.submitted = true;
+        match self.batcher.sender.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                self.batcher.depth.fetch_sub(1, Ordering::SeqCst);
+                Err(match error {
+                    TrySendError::Full(_) => SubmitError::Full,
+                    TrySendError::Disconnected(_) => SubmitError::Closed,
+                })
+            }
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if !self.submitted {
+            self.batcher.depth.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
 impl Batcher {
     /// Starts the model thread. It runs until every handle is dropped, finishing the jobs
     /// already queued.
     pub fn start(model: Arc<ServedModel>, config: &ServeConfig, metrics: Arc<Metrics>) -> Self {
-        let (sender, receiver) = mpsc::sync_channel::<Job>(config.queue_capacity.max(1));
+        let capacity = config.queue_capacity.max(1);
+        let (sender, receiver) = mpsc::sync_channel::<Job>(capacity);
         let depth = Arc::new(AtomicUsize::new(0));
         let settings = Settings {
             max_batch_size: config.max_batch_size.max(1),
@@ -91,25 +129,35 @@ impl Batcher {
             // Without a thread every job fails as `Closed`: the receiver is gone.
             tracing::error!("cannot start the model thread: {error}");
         }
-        Self { sender, depth }
+        Self {
+            sender,
+            depth,
+            capacity,
+        }
+    }
+
+    /// Takes a place in the queue, or answers [`SubmitError::Full`] at once.
+    pub fn reserve(&self) -> Result<Slot, SubmitError> {
+        // The channel frees a place before the model thread counts it out, so `depth` below
+        // capacity always leaves room in the channel.
+        self.depth
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |taken| {
+                (taken < self.capacity).then_some(taken + 1)
+            })
+            .map_err(|_| SubmitError::Full)?;
+        Ok(Slot {
+            batcher: self.clone(),
+            submitted: false,
+        })
     }
 
     /// Queues a job without waiting.
     pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
-        self.depth.fetch_add(1, Ordering::SeqCst);
-        match self.sender.try_send(job) {
-            Ok(()) => Ok(()),
-            Err(error) => {
-                self.depth.fetch_sub(1, Ordering::SeqCst);
-                Err(match error {
-                    TrySendError::Full(_) => SubmitError::Full,
-                    TrySendError::Disconnected(_) => SubmitError::Closed,
-                })
-            }
-        }
+        self.reserve()?.submit(job)
     }
 
-    /// Jobs waiting for the model (not counting the running batch).
+    /// Jobs admitted and not yet taken by the model: queued, or being prepared in a reserved
+    /// place (not counting the running batch).
     pub fn queue_depth(&self) -> usize {
         self.depth.load(Ordering::SeqCst)
     }
@@ -183,30 +231,26 @@ fn worker(
             }
         }
         // Callers that gave up while waiting are not worth model time.
-        let live: Vec<usize> = (0..inputs.len())
-            .filter(|&i| !replies[i].is_closed())
-            .collect();
-        if live.is_empty() {
+        let (batch, replies): (Vec<PreparedInput>, Vec<oneshot::Sender<ClassifyReply>>) = inputs
+            .into_iter()
+            .zip(replies)
+            .filter(|(_, reply)| !reply.is_closed())
+            .unzip();
+        if batch.is_empty() {
             continue;
         }
-        let batch: Vec<ClassifyInput> = live.iter().map(|&i| inputs[i].clone()).collect();
-        previous_batch = batch.len();
-        metrics.observe_batch(batch.len());
-        let results = std::panic::catch_unwind(AssertUnwindSafe(|| model.classify_batch(&batch)))
-            .unwrap_or_else(|_| {
-                vec![Err(ModelError::Internal("the model panicked".into())); batch.len()]
-            });
+        let size = batch.len();
+        previous_batch = size;
+        metrics.observe_batch(size);
+        let results = std::panic::catch_unwind(AssertUnwindSafe(|| model.classify_prepared(batch)))
+            .unwrap_or_else(|_| vec![Err(ModelError::Internal("the model panicked".into())); size]);
         let mut results = results.into_iter();
-        let mut replies: Vec<Option<oneshot::Sender<ClassifyReply>>> =
-            replies.into_iter().map(Some).collect();
-        for &i in &live {
+        for reply in replies {
             let result = results
                 .next()
                 .unwrap_or_else(|| Err(ModelError::Internal("missing batch result".into())));
-            if let Some(reply) = replies[i].take() {
-                // A caller that left in the meantime just doesn't read it.
-                let _ = reply.send(result);
-            }
+            // A caller that left in the meantime just doesn't read it.
+            let _ = reply.send(result);
         }
     }
     tracing::info!("model thread finished its queue");
@@ -233,5 +277,77 @@ fn run_chat_job(
         let _ = events.send(ChatEvent::Failed(ModelError::Internal(
             "the model panicked".into(),
         )));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{BatchModel, ClassifyInput};
+
+    /// Answers every item with its text's length.
+    struct Lengths;
+
+    impl BatchModel for Lengths {
+        fn labels(&self) -> Vec<String> {
+            vec!["a".into()]
+        }
+
+        fn accepts_images(&self) -> bool {
+            false
+        }
+
+        fn classify_batch(
+            &self,
+            inputs: &[ClassifyInput],
+        ) -> Vec<Result<ClassifyOutput, ModelError>> {
+            inputs
+                .iter()
+                .map(|input| {
+                    Ok(ClassifyOutput {
+                        probabilities: vec![input.text.as_deref().unwrap_or("").len() as f64],
+                        multi_label: false,
+                        reason: None,
+                    })
+                })
+                .collect()
+        }
+    }
+
+    fn job(model: &ServedModel, text: &str) -> (Job, oneshot::Receiver<ClassifyReply>) {
+        let (reply, receiver) = oneshot::channel();
+        let input = ClassifyInput {
+            text: Some(text.into()),
+            ..ClassifyInput::default()
+        };
+        let input = model.prepare(input).expect("prepared");
+        (Job::Classify { input, reply }, receiver)
+    }
+
+    #[test]
+    fn places_are_reserved_before_work_and_given_back_unused() {
+        let model = Arc::new(ServedModel::Custom(Box::new(Lengths)));
+        let config = ServeConfig {
+            queue_capacity: 2,
+            ..ServeConfig::default()
+        };
+        let batcher = Batcher::start(model.clone(), &config, Arc::new(Metrics::default()));
+        // Places being prepared count against the queue: the third caller is refused at once.
+        let first = batcher.reserve().expect("room for one");
+        let second = batcher.reserve().expect("room for two");
+        assert_eq!(batcher.queue_depth(), 2);
+        assert!(matches!(batcher.reserve(), Err(SubmitError::Full)));
+        // An unused place (the request failed while being prepared) is given back.
+        drop(first);
+        assert_eq!(batcher.queue_depth(), 1);
+        let third = batcher.reserve().expect("the freed place");
+        let (job_a, answer_a) = job(&model, "abc");
+        let (job_b, answer_b) = job(&model, "hello");
+        second.submit(job_a).expect("queued");
+        third.submit(job_b).expect("queued");
+        let a = answer_a.blocking_recv().expect("answer").expect("scored");
+        let b = answer_b.blocking_recv().expect("answer").expect("scored");
+        assert_eq!((a.probabilities[0], b.probabilities[0]), (3.0, 5.0));
+        assert_eq!(batcher.queue_depth(), 0);
     }
 }

@@ -12,10 +12,10 @@ use crate::api::{
     BatchClassifyRequest, BatchClassifyResponse, BatchItemResult, ClassifyRequest,
     ClassifyResponse, LabelProbability, PolicyDecision,
 };
-use crate::batcher::{ClassifyReply, Job, SubmitError};
+use crate::batcher::{ClassifyReply, Job, Slot, SubmitError};
 use crate::error::{AppError, ErrorBody};
 use crate::inputs::{decode_base64, decode_image, fetch_url};
-use crate::model::{ClassifyInput, ClassifyOutput, ModelError};
+use crate::model::{ClassifyInput, ClassifyOutput, ModelError, PreparedInput};
 use crate::state::{AppState, Engine};
 
 /// Classify one item.
@@ -58,7 +58,9 @@ pub async fn classify(
         let id = item.id.clone();
         (id, prepare(&state, engine, item, "item").await?)
     };
-    let receiver = submit(&state, engine, input)?;
+    let slot = reserve(&state, engine)?;
+    let input = encode(engine, input).await?;
+    let receiver = submit(&state, slot, input)?;
     let output = receive(receiver).await?;
     Ok(Json(respond(&state, engine, id, output, started)))
 }
@@ -107,10 +109,23 @@ pub async fn classify_batch(
         pending.push((id, prepared));
     }
     // All or nothing against the queue: a half-queued batch would answer partly with 503s.
+    let valid = pending.iter().filter(|(_, item)| item.is_ok()).count();
+    let slots = (0..valid)
+        .map(|_| reserve(&state, engine))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut encoded = encode_all(engine, &mut pending).await?.into_iter();
+    let mut slots = slots.into_iter();
     let mut waiting = Vec::with_capacity(pending.len());
     for (id, prepared) in pending {
         let slot = match prepared {
-            Ok(input) => Ok(submit(&state, engine, input)?),
+            Ok(_) => match encoded.next() {
+                Some(Ok(input)) => match slots.next() {
+                    Some(slot) => Ok(submit(&state, slot, input)?),
+                    None => Err(AppError::internal("a queue place went missing")),
+                },
+                Some(Err(error)) => Err(error),
+                None => Err(AppError::internal("an encoded item went missing")),
+            },
             Err(error) => Err(error),
         };
         waiting.push((id, slot));
@@ -278,32 +293,81 @@ async fn read_multipart(
     Ok((id, input))
 }
 
+/// A place in the queue for one item, taken before any work is spent on it.
+fn reserve(state: &AppState, engine: &Engine) -> Result<Slot, AppError> {
+    engine
+        .batcher
+        .reserve()
+        .map_err(|error| submit_error(state, error))
+}
+
+/// The item's host work ahead of the queue ([`crate::ServedModel::prepare`]: prompt, tokens,
+/// image patches on the model's device), on a blocking thread: the model thread meanwhile
+/// runs other callers' batches, and an input the model refuses answers at once.
+async fn encode(engine: &Engine, input: ClassifyInput) -> Result<PreparedInput, AppError> {
+    let model = engine.model.clone();
+    tokio::task::spawn_blocking(move || model.prepare(input))
+        .await
+        .map_err(|e| AppError::internal(format!("input preparation task: {e}")))?
+        .map_err(model_error)
+}
+
+/// [`encode`] of every decoded item of a batch request, on several threads at once; one
+/// result per `Ok` item, in order (the items are taken out of `pending`).
+async fn encode_all(
+    engine: &Engine,
+    pending: &mut [(Option<String>, Result<ClassifyInput, AppError>)],
+) -> Result<Vec<Result<PreparedInput, AppError>>, AppError> {
+    let inputs: Vec<ClassifyInput> = pending
+        .iter_mut()
+        .filter_map(|(_, item)| item.as_mut().ok().map(std::mem::take))
+        .collect();
+    let model = engine.model.clone();
+    let prepared = tokio::task::spawn_blocking(move || model.prepare_all(inputs))
+        .await
+        .map_err(|e| AppError::internal(format!("input preparation task: {e}")))?;
+    Ok(prepared
+        .into_iter()
+        .map(|item| item.map_err(model_error))
+        .collect())
+}
+
 fn submit(
     state: &AppState,
-    engine: &Engine,
-    input: ClassifyInput,
+    slot: Slot,
+    input: PreparedInput,
 ) -> Result<oneshot::Receiver<ClassifyReply>, AppError> {
     let (reply, receiver) = oneshot::channel();
-    match engine.batcher.submit(Job::Classify { input, reply }) {
-        Ok(()) => Ok(receiver),
-        Err(SubmitError::Full) => {
+    slot.submit(Job::Classify { input, reply })
+        .map_err(|error| submit_error(state, error))?;
+    Ok(receiver)
+}
+
+fn submit_error(state: &AppState, error: SubmitError) -> AppError {
+    match error {
+        SubmitError::Full => {
             state.metrics().observe_rejection();
-            Err(AppError::overloaded(state.config().retry_after_seconds))
+            AppError::overloaded(state.config().retry_after_seconds)
         }
-        Err(SubmitError::Closed) => Err(AppError::new(
+        SubmitError::Closed => AppError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "shutting_down",
             "the service is shutting down",
-        )),
+        ),
     }
 }
 
 async fn receive(receiver: oneshot::Receiver<ClassifyReply>) -> Result<ClassifyOutput, AppError> {
     match receiver.await {
-        Ok(Ok(output)) => Ok(output),
-        Ok(Err(ModelError::Input(message))) => Err(AppError::bad_request("invalid_input", message)),
-        Ok(Err(ModelError::Internal(detail))) => Err(AppError::internal(detail)),
+        Ok(result) => result.map_err(model_error),
         Err(_) => Err(AppError::internal("the model thread dropped a request")),
+    }
+}
+
+fn model_error(error: ModelError) -> AppError {
+    match error {
+        ModelError::Input(message) => AppError::bad_request("invalid_input", message),
+        ModelError::Internal(detail) => AppError::internal(detail),
     }
 }
 

@@ -6,7 +6,9 @@
 //! - [`router`] builds the axum `Router` over an [`AppState`]; tests drive it with
 //!   `tower::ServiceExt::oneshot`, no socket needed.
 //! - [`batcher`]: one model thread behind a bounded queue; concurrent requests are grouped
-//!   into batches and a full queue answers `503` with `Retry-After`.
+//!   into batches and a full queue answers `503` with `Retry-After`. Each request's host
+//!   work (prompt, tokens, image patches copied to the model's device) is done before it is
+//!   queued ([`ServedModel::prepare`]), so the model thread only pads and runs.
 //! - Limits ([`ServeConfig`]): body size, image pixels (checked from the header, before
 //!   decoding), mesh triangles, items per batch request, per-request timeout, URL download
 //!   size and time, optional bearer token.
@@ -44,7 +46,7 @@ pub use error::{AppError, ErrorBody, ErrorDetail, Result, ServeError};
 pub use launch::{run_service, LaunchOptions};
 pub use model::{
     BatchModel, ClassifyInput, ClassifyOutput, LabelSet, ModelError, ModelInfo, ModelKind,
-    ServedModel,
+    PreparedInput, ServedModel,
 };
 pub use placement::{Placement, Precision};
 pub use state::{AppState, ServePolicy, TaskSettings};

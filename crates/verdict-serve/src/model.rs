@@ -16,7 +16,7 @@ use verdict_models::{DType, Device};
 
 use crate::error::{Result, ServeError};
 use crate::placement::Placement;
-use crate::qwen::QwenEngine;
+use crate::qwen::{parallel_map, EncodedPrompt, QwenEngine};
 
 /// One thing to classify.
 #[derive(Debug, Clone, Default)]
@@ -25,6 +25,14 @@ pub struct ClassifyInput {
     pub images: Vec<RgbImage>,
     /// Also produce a short reason (constrained JSON generation; Qwen3-VL only).
     pub reason: bool,
+}
+
+/// An input with the host work of its model call already done (see [`ServedModel::prepare`]).
+#[derive(Debug)]
+pub struct PreparedInput {
+    input: ClassifyInput,
+    /// Qwen3-VL's encoded prompt; `None` for other models and for labels of several tokens.
+    encoded: Option<EncodedPrompt>,
 }
 
 /// What the model says about one input.
@@ -196,6 +204,66 @@ impl ServedModel {
             Self::Baseline(baseline) => classify_baseline(baseline, inputs),
             Self::Qwen(engine) => engine.classify_batch(inputs),
             Self::Custom(model) => model.classify_batch(inputs),
+        }
+    }
+
+    /// The work of one input that needs no model call: for Qwen3-VL, the prompt, its tokens
+    /// and the image patches on the model's device ([`QwenEngine::encode`]); nothing for the
+    /// other models. Run it off the model thread (the server does, while the request waits
+    /// for the queue), so the model never waits on it. An input the model cannot take fails
+    /// here, before it takes a queue slot.
+    pub fn prepare(&self, input: ClassifyInput) -> Result<PreparedInput, ModelError> {
+        let encoded = match self {
+            Self::Qwen(engine) => engine.encode(&input)?,
+            Self::Baseline(_) | Self::Custom(_) => None,
+        };
+        Ok(PreparedInput { input, encoded })
+    }
+
+    /// [`ServedModel::prepare`] of many inputs, on several threads; one result per input,
+    /// in order.
+    pub fn prepare_all(
+        &self,
+        inputs: Vec<ClassifyInput>,
+    ) -> Vec<Result<PreparedInput, ModelError>> {
+        match self {
+            Self::Qwen(engine) => {
+                let encoded = parallel_map(&inputs, |input| engine.encode(input));
+                inputs
+                    .into_iter()
+                    .zip(encoded)
+                    .map(|(input, encoded)| {
+                        Ok(PreparedInput {
+                            input,
+                            encoded: encoded?,
+                        })
+                    })
+                    .collect()
+            }
+            Self::Baseline(_) | Self::Custom(_) => inputs
+                .into_iter()
+                .map(|input| self.prepare(input))
+                .collect(),
+        }
+    }
+
+    /// Classifies a batch of prepared inputs; one result per input, in order.
+    pub fn classify_prepared(
+        &self,
+        items: Vec<PreparedInput>,
+    ) -> Vec<Result<ClassifyOutput, ModelError>> {
+        match self {
+            Self::Qwen(engine) => {
+                let ready: Vec<(&ClassifyInput, Option<&EncodedPrompt>)> = items
+                    .iter()
+                    .map(|item| (&item.input, item.encoded.as_ref()))
+                    .collect();
+                engine.classify_encoded(&ready)
+            }
+            Self::Baseline(_) | Self::Custom(_) => {
+                let inputs: Vec<ClassifyInput> = items.into_iter().map(|i| i.input).collect();
+                self.classify_batch(&inputs)
+            }
         }
     }
 }

@@ -7,13 +7,17 @@
 //! one-by-one scores). Labels of several tokens need a continuation per (prompt, label) on
 //! its own KV cache, which the model's cache does not yet split per row, so those batches
 //! are scored prompt by prompt (still one queue, one model thread).
+//!
+//! Encoding ahead: rendering the prompt, tokenising it and cutting its images into patches
+//! (copied to the model's device) needs no model, so [`QwenEngine::encode`] runs per item
+//! before the batch exists (the server does it while the request waits for the queue); the
+//! model thread then only pads, concatenates and runs, and a GPU does not idle on host work.
 
 use candle_core::{DType as TensorDType, Tensor};
 use verdict_models::nn::ops::log_softmax_last_dim;
 use verdict_models::qwen3_vl::classify::{Classifier, Query};
 use verdict_models::qwen3_vl::generation::normalise;
 use verdict_models::qwen3_vl::inputs::Preprocessor;
-use verdict_models::qwen3_vl::processor::PixelValues;
 use verdict_models::qwen3_vl::{Batch, Logits};
 use verdict_models::token_bytes::TokenBytes;
 
@@ -135,38 +139,95 @@ impl QwenEngine {
         Ok(())
     }
 
+    /// The host work of one item ahead of its batch: checks it, and when the labels score in
+    /// one padded pass, renders its prompt, tokenises it and cuts its images into patches,
+    /// copied to the model's device in the vision tower's input precision (half the bytes
+    /// of `f32` for a bf16 model, same result).
+    ///
+    /// `None` for labels of several tokens: those items are scored one by one from their input.
+    pub fn encode(&self, input: &ClassifyInput) -> Result<Option<EncodedPrompt>, ModelError> {
+        Self::check(input)?;
+        if !self.batches_in_one_pass() {
+            return Ok(None);
+        }
+        self.encode_prompt(input).map(Some).map_err(model_error)
+    }
+
+    fn encode_prompt(&self, input: &ClassifyInput) -> verdict_models::Result<EncodedPrompt> {
+        let preprocessor = self.classifier.preprocessor();
+        let text = self.instruction(input.text.as_deref(), false);
+        let messages = Preprocessor::classification_messages(None, input.images.len(), &text);
+        let (ids, pixels) = preprocessor.encode(&messages, &input.images)?;
+        let values = if pixels.grid_thw.is_empty() {
+            None
+        } else {
+            let model = self.classifier.model();
+            Some(pixels.to_tensor_as(model.vision().pixel_dtype(), model.device())?)
+        };
+        Ok(EncodedPrompt {
+            ids,
+            pixels: values,
+            grid_thw: pixels.grid_thw,
+        })
+    }
+
     /// Scores a batch; one result per input, in order.
     pub fn classify_batch(
         &self,
         inputs: &[ClassifyInput],
     ) -> Vec<Result<ClassifyOutput, ModelError>> {
-        let mut results: Vec<Result<ClassifyOutput, ModelError>> = inputs
+        let encoded = parallel_map(inputs, |input| self.encode(input));
+        let ready: Vec<(&ClassifyInput, Option<&EncodedPrompt>)> = inputs
             .iter()
-            .map(|input| Self::check(input).map(|_| empty_output()))
+            .zip(&encoded)
+            .filter_map(|(input, item)| Some((input, item.as_ref().ok()?.as_ref())))
             .collect();
-        let valid: Vec<usize> = (0..inputs.len()).filter(|&i| results[i].is_ok()).collect();
-        if self.batches_in_one_pass() && valid.len() > 1 {
-            let batch: Vec<&ClassifyInput> = valid.iter().map(|&i| &inputs[i]).collect();
+        let mut scored = self.classify_encoded(&ready).into_iter();
+        encoded
+            .iter()
+            .map(|item| match item {
+                Ok(_) => scored
+                    .next()
+                    .unwrap_or_else(|| Err(ModelError::Internal("missing batch result".into()))),
+                Err(error) => Err(error.clone()),
+            })
+            .collect()
+    }
+
+    /// Scores items that went through [`QwenEngine::encode`], each with its encoded prompt
+    /// (`None` where the labels need one-by-one scoring); one result per item, in order.
+    pub fn classify_encoded(
+        &self,
+        items: &[(&ClassifyInput, Option<&EncodedPrompt>)],
+    ) -> Vec<Result<ClassifyOutput, ModelError>> {
+        let mut results: Vec<Result<ClassifyOutput, ModelError>> =
+            items.iter().map(|_| Ok(empty_output())).collect();
+        let prompts: Vec<(usize, &EncodedPrompt)> = items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, prompt))| prompt.map(|p| (i, p)))
+            .collect();
+        let mut one_by_one: Vec<usize> =
+            (0..items.len()).filter(|&i| items[i].1.is_none()).collect();
+        if !prompts.is_empty() {
+            let batch: Vec<&EncodedPrompt> = prompts.iter().map(|&(_, p)| p).collect();
             match self.score_padded(&batch) {
                 Ok(rows) => {
-                    for (&i, probabilities) in valid.iter().zip(rows) {
+                    for (&(i, _), probabilities) in prompts.iter().zip(rows) {
                         results[i] = Ok(output(probabilities));
                     }
                 }
                 Err(error) => {
                     // One bad prompt must not fail the others: retry them one by one.
                     tracing::warn!("padded batch failed ({error}); scoring one by one");
-                    for &i in &valid {
-                        results[i] = self.score_one(&inputs[i]);
-                    }
+                    one_by_one.extend(prompts.iter().map(|&(i, _)| i));
                 }
             }
-        } else {
-            for &i in &valid {
-                results[i] = self.score_one(&inputs[i]);
-            }
         }
-        for (i, input) in inputs.iter().enumerate() {
+        for i in one_by_one {
+            results[i] = self.score_one(items[i].0);
+        }
+        for (i, (input, _)) in items.iter().enumerate() {
             if !input.reason {
                 continue;
             }
@@ -188,7 +249,7 @@ impl QwenEngine {
         self.classifier
             .score(&self.query(input, false), &self.labels.names)
             .map(|scores| output(scores.probabilities))
-            .map_err(|e| ModelError::Internal(e.to_string()))
+            .map_err(model_error)
     }
 
     /// The left-padded model batch of several classification prompts, on the model's device.
@@ -200,63 +261,29 @@ impl QwenEngine {
     /// # Shapes
     /// `pixel_values` `(patches of all images, patch_dim)`, images in item order.
     pub fn prepare_batch(&self, inputs: &[&ClassifyInput]) -> verdict_models::Result<Batch> {
-        let preprocessor = self.classifier.preprocessor();
-        let encode = |input: &ClassifyInput| {
-            let text = self.instruction(input.text.as_deref(), false);
-            let messages = Preprocessor::classification_messages(None, input.images.len(), &text);
-            preprocessor.encode(&messages, &input.images)
-        };
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .min(inputs.len().div_ceil(ITEMS_PER_THREAD))
-            .max(1);
-        let encoded: Vec<verdict_models::Result<(Vec<u32>, PixelValues)>> = if threads == 1 {
-            inputs.iter().map(|input| encode(input)).collect()
-        } else {
-            let chunk = inputs.len().div_ceil(threads);
-            std::thread::scope(|scope| {
-                let workers: Vec<_> = inputs
-                    .chunks(chunk)
-                    .map(|part| scope.spawn(|| part.iter().map(|input| encode(input)).collect()))
-                    .collect();
-                workers
-                    .into_iter()
-                    .flat_map(|worker| {
-                        worker.join().unwrap_or_else(|_| {
-                            vec![Err(verdict_models::Error::Input(
-                                "encoding a prompt panicked".into(),
-                            ))]
-                        })
-                    })
-                    .collect()
-            })
-        };
-        let encoded = encoded
+        let encoded = parallel_map(inputs, |input| self.encode_prompt(input))
             .into_iter()
             .collect::<verdict_models::Result<Vec<_>>>()?;
-        let mut sequences = Vec::with_capacity(inputs.len());
-        // Patches of a batch of photos run to hundreds of MB: one allocation, no regrowth.
-        let mut values = Vec::with_capacity(encoded.iter().map(|(_, p)| p.values.len()).sum());
-        let mut grid_thw = Vec::new();
-        for (ids, pixels) in encoded {
-            sequences.push(ids);
-            values.extend(pixels.values);
-            grid_thw.extend(pixels.grid_thw);
-        }
-        let pixel_values = if grid_thw.is_empty() {
-            None
-        } else {
-            let all = PixelValues {
-                values,
-                patch_dim: preprocessor.image_processor().config().patch_dim(),
-                grid_thw: grid_thw.clone(),
-            };
-            Some(all.to_tensor(self.classifier.model().device())?)
+        self.assemble(&encoded.iter().collect::<Vec<_>>())
+    }
+
+    /// One left-padded batch of encoded prompts: token rows padded on the left, the images'
+    /// patches concatenated in item order where they already are (on a GPU, one device copy).
+    pub fn assemble(&self, prompts: &[&EncodedPrompt]) -> verdict_models::Result<Batch> {
+        let sequences = prompts.iter().map(|p| p.ids.clone()).collect();
+        let grid_thw: Vec<[usize; 3]> = prompts
+            .iter()
+            .flat_map(|p| p.grid_thw.iter().copied())
+            .collect();
+        let parts: Vec<&Tensor> = prompts.iter().filter_map(|p| p.pixels.as_ref()).collect();
+        let pixel_values = match parts.as_slice() {
+            [] => None,
+            [one] => Some((*one).clone()),
+            many => Some(Tensor::cat(many, 0)?),
         };
         Ok(Batch::left_padded(
             sequences,
-            preprocessor.pad_token(),
+            self.classifier.preprocessor().pad_token(),
             pixel_values,
             grid_thw,
         ))
@@ -268,9 +295,9 @@ impl QwenEngine {
     /// # Shapes
     /// Logits `(batch, 1, vocab)` at each row's last real position -> label log-probabilities
     /// `(batch, labels)` -> one probability vector per row.
-    fn score_padded(&self, inputs: &[&ClassifyInput]) -> verdict_models::Result<Vec<Vec<f64>>> {
+    fn score_padded(&self, prompts: &[&EncodedPrompt]) -> verdict_models::Result<Vec<Vec<f64>>> {
         let model = self.classifier.model();
-        let batch = self.prepare_batch(inputs)?;
+        let batch = self.assemble(prompts)?;
         let forward = model.forward(&batch, None, Logits::Last, false)?;
         // Normalise and pick the label columns where the logits are, so one `(batch, labels)`
         // table crosses to the host instead of `(batch, vocab)` (a GPU model's only sync).
@@ -287,6 +314,63 @@ impl QwenEngine {
             })
             .collect())
     }
+}
+
+/// One classification prompt made ready ahead of its batch by [`QwenEngine::encode`].
+pub struct EncodedPrompt {
+    ids: Vec<u32>,
+    /// `(patches, patch_dim)` of the item's images, on the model's device; `None` without images.
+    pixels: Option<Tensor>,
+    grid_thw: Vec<[usize; 3]>,
+}
+
+impl std::fmt::Debug for EncodedPrompt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncodedPrompt")
+            .field("tokens", &self.ids.len())
+            .field("grid_thw", &self.grid_thw)
+            .finish()
+    }
+}
+
+/// Whose fault a failed encoding is: an image or prompt the processor refuses is the
+/// caller's; anything else (tokenizer, device) is the service's.
+fn model_error(error: verdict_models::Error) -> ModelError {
+    match error {
+        verdict_models::Error::Input(message) | verdict_models::Error::Preprocess(message) => {
+            ModelError::Input(message)
+        }
+        other => ModelError::Internal(other.to_string()),
+    }
+}
+
+/// `f` over `items` on several threads (in order), when there are enough items to pay for
+/// starting them: tokenising and cutting images into patches is CPU work the model waits for.
+pub(crate) fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(items.len().div_ceil(ITEMS_PER_THREAD))
+        .max(1);
+    if threads == 1 {
+        return items.iter().map(&f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(|| part.iter().map(&f).collect::<Vec<R>>()))
+            .collect();
+        workers
+            .into_iter()
+            // A worker panic is a bug in the processor: let it reach the batcher's guard.
+            .flat_map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            })
+            .collect()
+    })
 }
 
 fn empty_output() -> ClassifyOutput {

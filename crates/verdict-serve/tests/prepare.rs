@@ -76,3 +76,46 @@ fn threaded_preparation_matches_the_sequential_preprocessor() {
     };
     assert_eq!(pixels(&threaded), pixels(&sequential));
 }
+
+#[test]
+fn prepared_items_score_like_a_whole_batch_and_bad_items_fail_alone() {
+    let labels = LabelSet {
+        names: vec!["sfw".into(), "nsfw".into()],
+        descriptions: Vec::new(),
+    };
+    let model = ServedModel::load(&tiny_dir(), Some(labels)).expect("tiny model");
+    let mut inputs: Vec<ClassifyInput> = (0..5).map(item).collect();
+    // Nothing to classify, and an image too thin for the processor (aspect ratio over 200).
+    inputs.insert(1, ClassifyInput::default());
+    inputs.insert(
+        4,
+        ClassifyInput {
+            text: Some("thin".into()),
+            images: vec![image::RgbImage::new(250, 1)],
+            reason: false,
+        },
+    );
+    let whole = model.classify_batch(&inputs);
+    let prepared = model.prepare_all(inputs.clone());
+    for (i, expected_error) in [(1, "nothing to classify"), (4, "aspect ratio")] {
+        for result in [whole[i].as_ref().err(), prepared[i].as_ref().err()] {
+            match result {
+                Some(verdict_serve::ModelError::Input(message)) => {
+                    assert!(message.contains(expected_error), "item {i}: {message}")
+                }
+                other => panic!("item {i}: expected an input error, got {other:?}"),
+            }
+        }
+    }
+    let ready: Vec<_> = prepared.into_iter().filter_map(Result::ok).collect();
+    assert_eq!(ready.len(), 5);
+    let scored = model.classify_prepared(ready);
+    let valid: Vec<_> = whole.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(valid.len(), 5);
+    for (served, batch) in scored.iter().zip(valid) {
+        assert_eq!(
+            &served.as_ref().expect("scored").probabilities,
+            &batch.probabilities
+        );
+    }
+}

@@ -51,7 +51,14 @@ const TWO: [&str; 2] = ["sfw", "nsfw"];
 
 #[tokio::test]
 async fn image_classification_matches_the_classifier_directly() {
-    let state = qwen_state(ServeConfig::default(), &THREE);
+    // Multi-token labels: scored one by one through the classifier's own path.
+    served_item_matches_the_classifier(&THREE, 1e-9).await;
+    // Single-token labels: encoded before the queue, scored in a padded pass of one.
+    served_item_matches_the_classifier(&TWO, 1e-6).await;
+}
+
+async fn served_item_matches_the_classifier(names: &[&str], tolerance: f64) {
+    let state = qwen_state(ServeConfig::default(), names);
     let image = png(40, 30, [200, 30, 30]);
     let answer = call(
         &state,
@@ -63,7 +70,7 @@ async fn image_classification_matches_the_classifier_directly() {
     .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     assert_eq!(answer.body["model"], "tiny_a");
-    let ServedModel::Qwen(engine) = load(&THREE) else {
+    let ServedModel::Qwen(engine) = load(names) else {
         unreachable!()
     };
     let query = Query {
@@ -71,14 +78,33 @@ async fn image_classification_matches_the_classifier_directly() {
         text: engine.instruction(Some("a red square"), false),
         images: vec![image::load_from_memory(&image).unwrap().to_rgb8()],
     };
-    let names: Vec<String> = THREE.iter().map(|s| s.to_string()).collect();
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     let direct = engine.classifier().score(&query, &names).unwrap();
-    for (i, label) in THREE.iter().enumerate() {
+    for (i, label) in names.iter().enumerate() {
         assert_eq!(answer.body["probabilities"][i]["label"], *label);
         let served = answer.body["probabilities"][i]["probability"]
             .as_f64()
             .unwrap();
-        assert!((served - direct.probabilities[i]).abs() < 1e-9);
+        assert!(
+            (served - direct.probabilities[i]).abs() < tolerance,
+            "{label}: served {served}, classifier {}",
+            direct.probabilities[i]
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_image_the_processor_refuses_is_the_callers_error() {
+    for names in [&TWO[..], &THREE[..]] {
+        let state = qwen_state(ServeConfig::default(), names);
+        let thin = png(250, 1, [10, 10, 10]);
+        let answer = call(
+            &state,
+            post_json("/v1/classify", &json!({"images": [{"base64": b64(&thin)}]})),
+        )
+        .await;
+        let message = assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_input");
+        assert!(message.contains("aspect ratio"), "{names:?}: {message}");
     }
 }
 

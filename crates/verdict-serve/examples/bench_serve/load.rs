@@ -1,6 +1,7 @@
 //! The client side of the load generator: callers that each send their next request as soon
 //! as the previous one returns, and what they saw (status codes, latency percentiles).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,6 +33,8 @@ pub struct Level {
     pub ok: usize,
     pub rejected: usize,
     pub other: usize,
+    /// What the other errors were (`500 internal`, `transport: connect`, ...) and how many.
+    pub errors: BTreeMap<String, usize>,
     pub seconds: f64,
     pub p50: f64,
     pub p99: f64,
@@ -66,15 +69,22 @@ pub async fn drive(
                 }
                 let body = &bodies[i % bodies.len()];
                 let sent = Instant::now();
-                let status = match client.post(&url).json(body).send().await {
+                let (status, error) = match client.post(&url).json(body).send().await {
                     Ok(response) => {
                         let status = response.status().as_u16();
-                        let _ = response.bytes().await;
-                        status
+                        let body = response.bytes().await.unwrap_or_default();
+                        let error = (status != 200 && status != 503).then(|| {
+                            let code = serde_json::from_slice::<serde_json::Value>(&body)
+                                .ok()
+                                .and_then(|v| v["error"]["code"].as_str().map(str::to_string))
+                                .unwrap_or_default();
+                            format!("{status} {code}")
+                        });
+                        (status, error)
                     }
-                    Err(_) => 0,
+                    Err(error) => (0, Some(transport_error(&error))),
                 };
-                seen.push((status, sent.elapsed().as_secs_f64() * 1000.0));
+                seen.push((status, sent.elapsed().as_secs_f64() * 1000.0, error));
             }
             seen
         }));
@@ -86,19 +96,58 @@ pub async fn drive(
     let seconds = started.elapsed().as_secs_f64();
     let mut latencies: Vec<f64> = all
         .iter()
-        .filter(|(s, _)| *s == 200)
-        .map(|(_, l)| *l)
+        .filter(|(s, _, _)| *s == 200)
+        .map(|(_, l, _)| *l)
         .collect();
+    let mut errors = BTreeMap::new();
+    for (_, _, error) in &all {
+        if let Some(error) = error {
+            *errors.entry(error.clone()).or_insert(0) += 1;
+        }
+    }
     latencies.sort_by(f64::total_cmp);
     Level {
         concurrency,
         ok: latencies.len(),
-        rejected: all.iter().filter(|(s, _)| *s == 503).count(),
-        other: all.iter().filter(|(s, _)| *s != 200 && *s != 503).count(),
+        rejected: all.iter().filter(|(s, _, _)| *s == 503).count(),
+        other: all
+            .iter()
+            .filter(|(s, _, _)| *s != 200 && *s != 503)
+            .count(),
+        errors,
         seconds,
         p50: percentile(&latencies, 0.5),
         p99: percentile(&latencies, 0.99),
     }
+}
+
+/// A request that got no answer, by what failed (the client's view).
+fn transport_error(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timeout"
+    } else if error.is_connect() {
+        "connect"
+    } else if error.is_body() || error.is_decode() {
+        "body"
+    } else {
+        "request"
+    };
+    let mut cause = String::new();
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        cause = inner.to_string();
+        source = inner.source();
+    }
+    format!("transport {kind}: {cause}")
+}
+
+/// `" (500 internal x3, transport connect: ... x1)"`, or nothing without such errors.
+pub fn describe_errors(errors: &BTreeMap<String, usize>) -> String {
+    if errors.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = errors.iter().map(|(e, n)| format!("{e} x{n}")).collect();
+    format!(" ({})", parts.join(", "))
 }
 
 pub async fn start(state: AppState) -> anyhow::Result<(String, tokio::sync::oneshot::Sender<()>)> {

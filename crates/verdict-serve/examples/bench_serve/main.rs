@@ -21,17 +21,18 @@
 //! bound on the overhead a separate client machine would see.
 
 mod load;
+mod offline;
 mod workload;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::bail;
 use clap::Parser;
 use verdict_serve::{AppState, ModelInfo, Placement, Precision, ServeConfig, TaskSettings};
 
-use load::{drive, rss_mib, start, Level};
+use load::{describe_errors, drive, rss_mib, start, Level};
 use workload::{ImageFormat, ItemShape, Workload};
 
 #[derive(Parser, Debug)]
@@ -133,34 +134,24 @@ fn main() -> anyhow::Result<()> {
     for result in model.classify_batch(&inputs[..inputs.len().min(args.max_batch_size)]) {
         result.map_err(|e| anyhow::anyhow!("warm-up batch: {e:?}"))?;
     }
-    // Offline: the model alone, in batches of the server's size; each batch's results are
-    // on the host when `classify_batch` returns, so the clock covers the device's work.
+    // Offline: the model alone, in batches of the server's size, each batch prepared while
+    // the previous one runs (as the server prepares queued requests); also without that
+    // overlap, and each batch size's model call alone.
     let offline_items = inputs.len().min(args.requests.max(64));
-    let started = Instant::now();
-    for chunk in inputs[..offline_items].chunks(args.max_batch_size) {
-        for result in model.classify_batch(chunk) {
-            result.map_err(|e| anyhow::anyhow!("offline batch: {e:?}"))?;
-        }
-    }
-    let offline = offline_items as f64 / started.elapsed().as_secs_f64();
-    eprintln!("offline: {offline:.1} items/s over {offline_items} items");
+    let offline_inputs = &inputs[..offline_items];
+    let offline = offline::pipelined(&model, offline_inputs, args.max_batch_size)?;
+    let serial = offline::one_at_a_time(&model, offline_inputs, args.max_batch_size)?;
+    eprintln!(
+        "offline: {offline:.1} items/s over {offline_items} items ({serial:.1} preparing \
+         and running one batch after the other)"
+    );
     let preparation =
-        workload::preparation_seconds(&model, &inputs[..offline_items], args.max_batch_size)?;
-    let preparation = match preparation {
-        Some(seconds) => {
-            let per_batch =
-                offline_items as f64 / offline / offline_items.div_ceil(args.max_batch_size) as f64;
-            format!(
-                " Building the inputs of one batch (template, tokens, image resizing and \
-                 patches on {} threads, copy to the device) takes {:.1} ms of the model thread, {:.0}% of an \
-                 offline batch.",
-                std::thread::available_parallelism().map_or(1, |n| n.get()),
-                seconds * 1000.0,
-                100.0 * seconds / per_batch
-            )
-        }
-        None => String::new(),
-    };
+        offline::preparation_seconds(&model, offline_inputs, args.max_batch_size)? * 1000.0;
+    let calls = offline::model_calls(
+        &model,
+        offline_inputs,
+        &offline::sizes_up_to(args.max_batch_size),
+    )?;
 
     let runtime = tokio::runtime::Runtime::new()?;
     let bodies = Arc::new(bodies);
@@ -180,13 +171,14 @@ fn main() -> anyhow::Result<()> {
         for &concurrency in &args.concurrency {
             let level = drive(&url, bodies.clone(), concurrency, args.requests).await;
             eprintln!(
-                "c={concurrency}: {:.1} req/s p50 {:.2} ms p99 {:.2} ms ({} ok, {} 503, {} other)",
+                "c={concurrency}: {:.1} req/s p50 {:.2} ms p99 {:.2} ms ({} ok, {} 503, {} other{})",
                 level.ok as f64 / level.seconds,
                 level.p50,
                 level.p99,
                 level.ok,
                 level.rejected,
-                level.other
+                level.other,
+                describe_errors(&level.errors)
             );
             levels.push(level);
         }
@@ -223,15 +215,35 @@ fn main() -> anyhow::Result<()> {
     let mut table = String::new();
     table.push_str(&format!(
         "Workload: {name}. Server batch size {}, max wait {} ms, offline batch throughput \
-         {offline:.1} items/s, single-request p50 {single:.2} ms.{preparation}\n\n",
-        args.max_batch_size, args.max_wait_ms
+         {offline:.1} items/s (each batch prepared while the previous one runs; \
+         {serial:.1} items/s one batch after the other), single-request p50 {single:.2} ms. \
+         Preparing one batch's inputs (template, tokens, image patches copied to the \
+         device) takes {preparation:.1} ms on {} threads; the server does it per request, \
+         before the queue.\n\n",
+        args.max_batch_size,
+        args.max_wait_ms,
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
     ));
+    table.push_str(
+        "Model calls on prepared items (the floor under a served request's latency at \
+         each batch size):\n\n| batch | ms per call | items/s | vs offline |\n|---:|---:|---:|---:|\n",
+    );
+    for call in &calls {
+        table.push_str(&format!(
+            "| {} | {:.2} | {:.1} | {:.0}% |\n",
+            call.batch,
+            call.ms,
+            call.items_per_second,
+            100.0 * call.items_per_second / offline
+        ));
+    }
+    table.push('\n');
     table.push_str("| concurrency | requests/s | vs offline | p50 ms | p99 ms | p99 / single p50 | 503 | other errors |\n");
     table.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for level in &levels {
         let throughput = level.ok as f64 / level.seconds;
         table.push_str(&format!(
-            "| {} | {:.1} | {:.0}% | {:.2} | {:.2} | {:.1}x | {} | {} |\n",
+            "| {} | {:.1} | {:.0}% | {:.2} | {:.2} | {:.1}x | {} | {}{} |\n",
             level.concurrency,
             throughput,
             100.0 * throughput / offline,
@@ -239,7 +251,8 @@ fn main() -> anyhow::Result<()> {
             level.p99,
             level.p99 / single,
             level.rejected,
-            level.other
+            level.other,
+            describe_errors(&level.errors)
         ));
     }
     if !overload.is_empty() {
@@ -253,11 +266,12 @@ fn main() -> anyhow::Result<()> {
         table.push_str("|---:|---:|---:|---:|---:|---:|---:|\n");
         for (i, (level, before, after)) in overload.iter().enumerate() {
             table.push_str(&format!(
-                "| {} | {} | {} | {} | {:.1} | {:.1} | {:.1} |\n",
+                "| {} | {} | {} | {}{} | {:.1} | {:.1} | {:.1} |\n",
                 i + 1,
                 level.ok,
                 level.rejected,
                 level.other,
+                describe_errors(&level.errors),
                 level.ok as f64 / level.seconds,
                 before,
                 after

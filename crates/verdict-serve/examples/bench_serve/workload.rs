@@ -277,31 +277,6 @@ pub fn model_dir(
     })
 }
 
-/// Seconds per batch of `batch` items spent building the model's inputs (chat template,
-/// tokenising, resizing and patchifying images on several threads, copying them to the model's
-/// device): CPU work of the model thread that the device waits for. `None` unless a Qwen3-VL model scores its
-/// batches in one padded pass.
-pub fn preparation_seconds(
-    model: &ServedModel,
-    inputs: &[ClassifyInput],
-    batch: usize,
-) -> anyhow::Result<Option<f64>> {
-    let ServedModel::Qwen(engine) = model else {
-        return Ok(None);
-    };
-    if !engine.batches_in_one_pass() || inputs.is_empty() {
-        return Ok(None);
-    }
-    let started = Instant::now();
-    let mut batches = 0usize;
-    for chunk in inputs.chunks(batch.max(1)) {
-        let items: Vec<&ClassifyInput> = chunk.iter().collect();
-        engine.prepare_batch(&items)?;
-        batches += 1;
-    }
-    Ok(Some(started.elapsed().as_secs_f64() / batches as f64))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
