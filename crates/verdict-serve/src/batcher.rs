@@ -1,18 +1,18 @@
 //! Dynamic batching in front of the model: one model thread, one bounded queue.
 //!
 //! Handlers take a place in the queue before they prepare a request's input ([`Slot`]), then
-//! enqueue without blocking; when `queue_capacity` places are taken the request is refused at
-//! once, before any work is spent on it, and the caller answers `503` with `Retry-After`, so
-//! memory stays bounded however hard the service is pushed. The model thread takes the first waiting
-//! classification, then everything already queued up to `max_batch_size`; the batch size
-//! therefore follows the load. Only when the previous batch held more than one item (the
-//! service is busy) does it also wait, up to `max_wait`, and only until it holds as many
-//! items as the previous batch: with N callers each waiting for its answer before sending
-//! again, the N-th arrival completes the batch and nothing is gained by waiting longer, while
-//! a lone request under light load never pays for batching. Each job carries its own reply channel and a batch
-//! returns one result per item in order, so callers never see each other's answers.
-//! Chat completions run alone between batches, streaming their tokens as they come.
-//! Jobs whose callers have gone (timeout, disconnect) are dropped before the model sees them.
+//! enqueue without blocking; when `queue_capacity` places are taken the request is refused at once,
+//! before any work is spent on it, and the caller answers `503` with `Retry-After`, so memory stays
+//! bounded however hard the service is pushed. The model thread takes the first waiting
+//! classification, then everything already queued up to `max_batch_size`; the batch size therefore
+//! follows the load. Only when the previous batch held more than one item (the service is busy)
+//! does it also wait, up to `max_wait`, and only until it holds as many items as the previous
+//! batch: with N callers each waiting for its answer before sending again, the N-th arrival
+//! completes the batch and nothing is gained by waiting longer, while a lone request under light
+//! load never pays for batching. Each job carries its own reply channel and a batch returns one
+//! result per item in order, so callers never see each other's answers. Chat completions run alone
+//! between batches, streaming their tokens as they come. Jobs whose callers have gone (timeout,
+//! disconnect) are dropped before the model sees them.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
