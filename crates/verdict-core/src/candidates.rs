@@ -161,7 +161,7 @@ pub fn check(candidates: &[CandidateSpec], finetune: &FinetuneSpec) -> Result<()
             return Err(format!("candidates[{index}].max_samples must be positive"));
         }
     }
-    if finetune.epochs == 0 || finetune.rank == 0 || !(finetune.lr > 0.0) {
+    if finetune.epochs == 0 || finetune.rank == 0 || finetune.lr.is_nan() || finetune.lr <= 0.0 {
         return Err("finetune.epochs, finetune.rank and finetune.lr must be positive".into());
     }
     if let Some(name) = &finetune.candidate {

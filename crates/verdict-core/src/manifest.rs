@@ -195,9 +195,12 @@ pub struct BadLine {
     pub problem: Problem,
 }
 
+/// A read manifest: samples with their line numbers, and the lines that did not parse.
+pub type ReadManifest = (Vec<(usize, Sample)>, Vec<BadLine>);
+
 /// Reads a manifest, returning the samples with their line numbers and the lines that did not
 /// parse as samples.
-pub fn read_manifest(path: &Path) -> Result<(Vec<(usize, Sample)>, Vec<BadLine>)> {
+pub fn read_manifest(path: &Path) -> Result<ReadManifest> {
     let file = std::fs::File::open(path).map_err(|e| CoreError::io(path, e))?;
     let mut samples = Vec::new();
     let mut bad = Vec::new();
