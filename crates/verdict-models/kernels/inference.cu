@@ -6,32 +6,7 @@
 // matrix products together. Each kernel here does one such job with 16-byte accesses and a
 // single index split per 8 elements. Arithmetic is in f32, results rounded to bf16 once.
 
-#include <cuda_bf16.h>
-#include <stdint.h>
-
-#define GRID_STRIDE(i, n) \
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
-         i += (long long)gridDim.x * blockDim.x)
-
-__device__ __forceinline__ void unpack8(const uint4 &v, float *f) {
-    const __nv_bfloat162 *p = reinterpret_cast<const __nv_bfloat162 *>(&v);
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        float2 t = __bfloat1622float2(p[j]);
-        f[2 * j] = t.x;
-        f[2 * j + 1] = t.y;
-    }
-}
-
-__device__ __forceinline__ uint4 pack8(const float *f) {
-    uint4 v;
-    __nv_bfloat162 *p = reinterpret_cast<__nv_bfloat162 *>(&v);
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        p[j] = __floats2bfloat162_rn(f[2 * j], f[2 * j + 1]);
-    }
-    return v;
-}
+#include "bf16.cuh"
 
 // out[r, c] = x[r, c] + bias[c]; x, out contiguous (rows, cols), cols % 8 == 0, 16-byte aligned.
 extern "C" __global__ void bias_add_bf16(const __nv_bfloat16 *__restrict__ x,
@@ -99,18 +74,6 @@ extern "C" __global__ void gather_heads_bf16(const __nv_bfloat16 *__restrict__ i
         *reinterpret_cast<uint4 *>(dst) = pack8(a);
         *reinterpret_cast<uint4 *>(dst + half) = pack8(b);
     }
-}
-
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffff, v, o));
-    return v;
-}
-
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
-    return v;
 }
 
 // Attention probabilities: out[row, :] = softmax(x[row, :] * scale + mask[m(row), :]) with

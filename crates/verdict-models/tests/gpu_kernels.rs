@@ -1,5 +1,5 @@
-//! The fused inference and optimiser kernels against candle's generic ops in f32, on a CUDA
-//! device.
+//! The fused inference, optimiser and backward kernels against candle's generic ops in f32,
+//! on a CUDA device.
 //!
 //! Built only with `--features cuda` and run on a machine with an NVIDIA GPU:
 //! `cargo test -p verdict-models --features cuda --test gpu_kernels`.
@@ -232,5 +232,74 @@ fn fused_adamw_matches_the_tensor_formula() -> Result<()> {
         step: 1,
     };
     assert!(gpu::adamw_update(&cpu, &cpu, &cpu, &cpu, &step)?.is_none());
+    Ok(())
+}
+
+#[test]
+fn rms_norm_backward_matches_the_f32_formula() -> Result<()> {
+    let dev = device();
+    let eps = 1e-6;
+    for cols in [128, 2048] {
+        let x = randn(&[7, 3, cols], &dev)?;
+        let weight = randn(&[cols], &dev)?;
+        let grad = randn(&[7, 3, cols], &dev)?;
+        let fused = gpu::rms_norm_backward(&x, &weight, &grad, eps)?.expect("kernel applies");
+        assert_eq!(fused.dtype(), DType::BF16);
+        // r * (g w - x r^2 mean(g w x)), r = 1 / sqrt(mean(x^2) + eps), in f32.
+        let (x32, g32, w32) = (
+            x.to_dtype(DType::F32)?,
+            grad.to_dtype(DType::F32)?,
+            weight.to_dtype(DType::F32)?,
+        );
+        let gw = g32.broadcast_mul(&w32)?;
+        let r = (x32.sqr()?.mean_keepdim(D::Minus1)? + eps)?
+            .sqrt()?
+            .recip()?;
+        let dot = (&gw * &x32)?.mean_keepdim(D::Minus1)?;
+        let coefficient = (dot * r.sqr()?)?;
+        let reference = (gw - x32.broadcast_mul(&coefficient)?)?.broadcast_mul(&r)?;
+        let scale = reference.abs()?.max_all()?.to_scalar::<f32>()?;
+        // One bf16 rounding of the result (relative 2^-8) plus f32 summation order.
+        let diff = max_diff(&fused, &reference)?;
+        assert!(diff <= scale / 128.0, "cols {cols}: {diff} against {scale}");
+    }
+    Ok(())
+}
+
+#[test]
+fn cross_entropy_rows_and_gradient_match_log_softmax() -> Result<()> {
+    let dev = device();
+    let (rows, cols) = (5, 151_936);
+    let logits = Tensor::randn(0f32, 3.0, (rows, cols), &dev)?.to_dtype(DType::BF16)?;
+    let targets = Tensor::new(&[0u32, 17, 151_935, 4_096, 99_999], &dev)?;
+    let losses = gpu::cross_entropy_rows(&logits, &targets)?.expect("kernel applies");
+    let log_probs = verdict_models::nn::ops::log_softmax_last_dim(&logits.to_dtype(DType::F32)?)?;
+    let reference = log_probs
+        .gather(&targets.unsqueeze(1)?, D::Minus1)?
+        .squeeze(1)?
+        .neg()?;
+    let diff = max_diff(&losses, &reference)?;
+    assert!(diff < 1e-3, "loss rows differ by {diff}");
+
+    let scale = Tensor::new(&[0.25f32], &dev)?;
+    let grad = gpu::cross_entropy_grad(&logits, &targets, &scale)?.expect("kernel applies");
+    let onehot = Tensor::zeros((rows, cols), DType::F32, &dev)?.scatter_add(
+        &targets.unsqueeze(1)?,
+        &Tensor::ones((rows, 1), DType::F32, &dev)?,
+        D::Minus1,
+    )?;
+    let expected = ((log_probs.exp()? - onehot)? * 0.25)?;
+    // Probabilities near 1/151936 and the targets' -0.25, each after one bf16 rounding.
+    let diff = max_diff(&grad, &expected)?;
+    assert!(diff < 2e-3, "gradients differ by {diff}");
+
+    // The loss's own forward and backward take the kernels.
+    let var = candle_core::Var::from_tensor(&logits)?;
+    let loss = verdict_models::nn::ops::cross_entropy_sum(var.as_tensor(), &targets)?;
+    let expected_sum = reference.sum_all()?.to_scalar::<f32>()?;
+    assert!((loss.to_scalar::<f32>()? - expected_sum).abs() < 5e-3);
+    let grads = (loss * 0.25)?.backward()?;
+    let through = grads.get(var.as_tensor()).expect("gradient");
+    assert_eq!(max_diff(through, &grad)?, 0.0);
     Ok(())
 }

@@ -197,6 +197,81 @@ pub fn bias_gelu_tanh(xs: &Tensor, bias: &Tensor) -> Result<Option<Tensor>> {
     imp::bias_gelu_tanh(xs, bias)
 }
 
+/// Gradient of an RMSNorm with a frozen `weight` with respect to its input `x`, given the
+/// gradient `grad` of its output: one pass per row, f32 inside, rounded once.
+///
+/// # Shapes
+/// `x`, `grad`: `(.., cols)` contiguous, `cols % 8 == 0`; `weight`: `(cols,)`. The result is
+/// shaped like `x`.
+pub fn rms_norm_backward(
+    x: &Tensor,
+    weight: &Tensor,
+    grad: &Tensor,
+    eps: f64,
+) -> Result<Option<Tensor>> {
+    let cols = x.dim(candle_core::D::Minus1)?;
+    let fits = eligible(&[x, weight, grad])
+        && [x, weight, grad]
+            .iter()
+            .all(|t| t.is_contiguous() && aligned(t))
+        && weight.rank() == 1
+        && weight.elem_count() == cols
+        && grad.dims() == x.dims()
+        && cols % 8 == 0;
+    if !fits {
+        return Ok(None);
+    }
+    imp::rms_norm_backward(x, weight, grad, eps as f32)
+}
+
+/// Whether the cross-entropy kernels take these operands: bf16 `(rows, cols)` logits with
+/// `cols % 8 == 0` and `rows` u32 targets, contiguous on one CUDA device.
+fn cross_entropy_fits(logits: &Tensor, targets: &Tensor) -> Result<bool> {
+    Ok(eligible(&[logits])
+        && logits.rank() == 2
+        && logits.is_contiguous()
+        && aligned(logits)
+        && logits.dim(1)? % 8 == 0
+        && targets.device().same_device(logits.device())
+        && targets.dtype() == DType::U32
+        && targets.is_contiguous()
+        && targets.dims() == [logits.dim(0)?])
+}
+
+/// Per-row cross-entropy `log(sum(exp(logits[r]))) - logits[r, targets[r]]`, f32, one pass
+/// over each row (a target outside the row gives NaN).
+///
+/// # Shapes
+/// `logits`: `(rows, cols)`; `targets`: `(rows,)` u32; returns `(rows,)` f32.
+pub fn cross_entropy_rows(logits: &Tensor, targets: &Tensor) -> Result<Option<Tensor>> {
+    if !cross_entropy_fits(logits, targets)? {
+        return Ok(None);
+    }
+    imp::cross_entropy_rows(logits, targets)
+}
+
+/// Gradient of `scale * sum(cross_entropy_rows(logits, targets))` with respect to the logits:
+/// `scale * (softmax(logits[r]) - onehot(targets[r]))`, rounded once to bf16. `scale` stays
+/// on the device (no host sync).
+///
+/// # Shapes
+/// `logits`: `(rows, cols)`; `targets`: `(rows,)` u32; `scale`: one f32 element; returns
+/// `(rows, cols)` bf16.
+pub fn cross_entropy_grad(
+    logits: &Tensor,
+    targets: &Tensor,
+    scale: &Tensor,
+) -> Result<Option<Tensor>> {
+    let scale_fits = scale.device().same_device(logits.device())
+        && scale.dtype() == DType::F32
+        && scale.elem_count() == 1
+        && !scale.track_op();
+    if !scale_fits || !cross_entropy_fits(logits, targets)? {
+        return Ok(None);
+    }
+    imp::cross_entropy_grad(logits, targets, &scale.flatten_all()?.contiguous()?)
+}
+
 /// One AdamW step's hyper-parameters (PyTorch's formula with decoupled weight decay);
 /// `step` counts from 1 and sets the bias corrections.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -317,6 +392,18 @@ mod imp {
         _: &Tensor,
         _: &super::AdamWStep,
     ) -> Result<Option<()>> {
+        Ok(None)
+    }
+
+    pub fn rms_norm_backward(_: &Tensor, _: &Tensor, _: &Tensor, _: f32) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+
+    pub fn cross_entropy_rows(_: &Tensor, _: &Tensor) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+
+    pub fn cross_entropy_grad(_: &Tensor, _: &Tensor, _: &Tensor) -> Result<Option<Tensor>> {
         Ok(None)
     }
 

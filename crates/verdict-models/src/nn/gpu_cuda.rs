@@ -6,7 +6,7 @@
 //! only calls these on CUDA tensors).
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::{CudaDType, WrapErr};
 use candle_core::{
     CpuStorage, CudaStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor,
@@ -640,6 +640,173 @@ pub fn adamw_update(
         },
     )?;
     Ok(Some(()))
+}
+
+/// Operands: `x`, `weight`, `grad`.
+struct RmsNormBackward {
+    eps: f32,
+}
+
+impl Launch for RmsNormBackward {
+    const NAME: &'static str = "rms_norm_backward_bf16";
+
+    fn launch(&self, operands: &[Operand<'_>]) -> Launched {
+        let (storage, layout) = operands[0];
+        let dev = storage.device().clone();
+        let n = layout.shape().elem_count();
+        let cols = layout.shape().dims().last().copied().unwrap_or(1);
+        let (x, w, g) = (
+            view::<bf16>(&operands[0])?,
+            view::<bf16>(&operands[1])?,
+            view::<bf16>(&operands[2])?,
+        );
+        // SAFETY: every element is written by the kernel below.
+        let out = unsafe { dev.alloc::<bf16>(n)? };
+        let func = dev.get_or_load_custom_func(Self::NAME, TRAINING_MODULE, TRAINING_PTX)?;
+        let rows = (n / cols) as i64;
+        let cols = as_i32(cols, "norm width")?;
+        let mut builder = func.builder();
+        builder.arg(&x);
+        builder.arg(&w);
+        builder.arg(&g);
+        builder.arg(&out);
+        builder.arg(&rows);
+        builder.arg(&cols);
+        builder.arg(&self.eps);
+        // SAFETY: argument list matches the kernel's signature; shapes checked by the caller.
+        unsafe { builder.launch(row_grid(rows as usize)) }.w()?;
+        Ok((
+            CudaStorage::wrap_cuda_slice(out, dev),
+            layout.shape().clone(),
+        ))
+    }
+}
+
+custom_op!(RmsNormBackward: 3);
+
+pub fn rms_norm_backward(
+    x: &Tensor,
+    weight: &Tensor,
+    grad: &Tensor,
+    eps: f32,
+) -> Result<Option<Tensor>> {
+    Ok(Some(x.apply_op3_no_bwd(
+        weight,
+        grad,
+        &RmsNormBackward { eps },
+    )?))
+}
+
+/// Threads per row of the cross-entropy row kernel (`CE_THREADS` in training.cu).
+const CE_THREADS: u32 = 512;
+
+/// `(loss, lse)` of every row, f32: launches `cross_entropy_rows_bf16`.
+fn cross_entropy_launch(
+    logits: &Operand<'_>,
+    targets: &Operand<'_>,
+) -> candle_core::Result<(CudaSlice<f32>, CudaSlice<f32>)> {
+    let (storage, layout) = *logits;
+    let dev = storage.device().clone();
+    let (rows, cols) = layout.shape().dims2()?;
+    let (x, t) = (view::<bf16>(logits)?, view::<u32>(targets)?);
+    // SAFETY: the kernel writes one loss and one lse per row.
+    let loss = unsafe { dev.alloc::<f32>(rows)? };
+    let lse = unsafe { dev.alloc::<f32>(rows)? };
+    let func =
+        dev.get_or_load_custom_func("cross_entropy_rows_bf16", TRAINING_MODULE, TRAINING_PTX)?;
+    let cols = as_i32(cols, "vocabulary")?;
+    let mut builder = func.builder();
+    builder.arg(&x);
+    builder.arg(&t);
+    builder.arg(&loss);
+    builder.arg(&lse);
+    builder.arg(&cols);
+    let config = LaunchConfig {
+        grid_dim: (
+            u32::try_from(rows)
+                .map_err(|_| candle_core::Error::Msg(format!("{rows} rows exceed u32")))?,
+            1,
+            1,
+        ),
+        block_dim: (CE_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    // SAFETY: argument list matches the kernel's signature; shapes checked by the caller.
+    unsafe { builder.launch(config) }.w()?;
+    Ok((loss, lse))
+}
+
+/// Operands: `logits`, `targets`.
+struct CrossEntropyRows;
+
+impl Launch for CrossEntropyRows {
+    const NAME: &'static str = "cross_entropy_rows_bf16";
+
+    fn launch(&self, operands: &[Operand<'_>]) -> Launched {
+        let dev = operands[0].0.device().clone();
+        let rows = operands[0].1.shape().dims2()?.0;
+        let (loss, _) = cross_entropy_launch(&operands[0], &operands[1])?;
+        Ok((CudaStorage::wrap_cuda_slice(loss, dev), Shape::from(rows)))
+    }
+}
+
+custom_op!(CrossEntropyRows: 2);
+
+pub fn cross_entropy_rows(logits: &Tensor, targets: &Tensor) -> Result<Option<Tensor>> {
+    Ok(Some(logits.apply_op2_no_bwd(targets, &CrossEntropyRows)?))
+}
+
+/// Operands: `logits`, `targets`, `scale`.
+struct CrossEntropyGrad;
+
+impl Launch for CrossEntropyGrad {
+    const NAME: &'static str = "cross_entropy_grad_bf16";
+
+    fn launch(&self, operands: &[Operand<'_>]) -> Launched {
+        let (storage, layout) = operands[0];
+        let dev = storage.device().clone();
+        let (rows, cols) = layout.shape().dims2()?;
+        // The row statistics again: one more read of the logits, no state kept between the
+        // forward and backward passes.
+        let (_, lse) = cross_entropy_launch(&operands[0], &operands[1])?;
+        let (x, t, scale) = (
+            view::<bf16>(&operands[0])?,
+            view::<u32>(&operands[1])?,
+            view::<f32>(&operands[2])?,
+        );
+        // SAFETY: every element is written by the kernel below.
+        let out = unsafe { dev.alloc::<bf16>(rows * cols)? };
+        let func = dev.get_or_load_custom_func(Self::NAME, TRAINING_MODULE, TRAINING_PTX)?;
+        let (rows_, cols_) = (rows as i64, as_i32(cols, "vocabulary")?);
+        let mut builder = func.builder();
+        builder.arg(&x);
+        builder.arg(&t);
+        builder.arg(&lse);
+        builder.arg(&scale);
+        builder.arg(&out);
+        builder.arg(&rows_);
+        builder.arg(&cols_);
+        // SAFETY: argument list matches the kernel's signature; shapes checked by the caller.
+        unsafe { builder.launch(grid(rows * cols / 8)) }.w()?;
+        Ok((
+            CudaStorage::wrap_cuda_slice(out, dev),
+            layout.shape().clone(),
+        ))
+    }
+}
+
+custom_op!(CrossEntropyGrad: 3);
+
+pub fn cross_entropy_grad(
+    logits: &Tensor,
+    targets: &Tensor,
+    scale: &Tensor,
+) -> Result<Option<Tensor>> {
+    Ok(Some(logits.apply_op3_no_bwd(
+        targets,
+        scale,
+        &CrossEntropyGrad,
+    )?))
 }
 
 pub fn memory_peak(device: &candle_core::Device) -> Result<Option<u64>> {

@@ -105,6 +105,9 @@ impl RmsNorm {
 /// # Shapes
 /// `x`, `grad`: `(.., size)`; `weight`: `(size,)`; the result has `x`'s shape and dtype.
 fn rms_norm_backward(x: &Tensor, weight: &Tensor, eps: f64, grad: &Tensor) -> Result<Tensor> {
+    if let Some(dx) = gpu::rms_norm_backward(x, weight, grad, eps)? {
+        return Ok(dx);
+    }
     let x32 = x.to_dtype(DType::F32)?;
     let gw = grad
         .to_dtype(DType::F32)?

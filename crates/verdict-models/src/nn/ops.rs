@@ -38,13 +38,28 @@ pub fn log_softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
 /// large vocabulary. With gradients it keeps only `logits` and computes the backward
 /// analytically, `softmax(logits) - onehot(target)` (candle's fused softmax, then one
 /// scatter), instead of the log-softmax graph's f32 intermediates and their backward nodes.
+/// bf16 logits on a GPU take one pass per row each way (`gpu::cross_entropy_rows`).
 ///
 /// # Shapes
 /// `logits`: `(rows, vocab)`; `targets`: `(rows,)` u32 -> scalar f32.
 pub fn cross_entropy_sum(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    let targets = targets.unsqueeze(1)?;
-    let forward = {
+    if let Some(rows) = super::gpu::cross_entropy_rows(&logits.detach(), targets)? {
+        // One pass per row on a GPU, forward and backward (see `gpu::cross_entropy_grad`).
+        let loss = rows.sum_all()?;
+        if !logits.track_op() {
+            return Ok(loss);
+        }
         let targets = targets.clone();
+        return super::custom_backward::custom_backward(logits, &loss, move |logits, _, grad| {
+            let scale = grad.to_dtype(DType::F32)?;
+            match super::gpu::cross_entropy_grad(logits, &targets, &scale)? {
+                Some(dlogits) => Ok(dlogits),
+                None => cross_entropy_grad(logits, &targets, grad),
+            }
+        });
+    }
+    let forward = {
+        let targets = targets.unsqueeze(1)?;
         move |logits: &Tensor| -> Result<Tensor> {
             let l32 = logits.to_dtype(DType::F32)?;
             let max = l32.max_keepdim(D::Minus1)?;
@@ -58,13 +73,19 @@ pub fn cross_entropy_sum(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
         return forward(logits);
     }
     let loss = forward(&logits.detach())?;
+    let targets = targets.clone();
     super::custom_backward::custom_backward(logits, &loss, move |logits, _, grad| {
-        let probs = candle_nn::ops::softmax_last_dim(&logits.to_dtype(DType::F32)?.contiguous()?)?;
-        let minus_one = Tensor::full(-1f32, (logits.dim(0)?, 1), logits.device())?;
-        let dlogits = probs.scatter_add(&targets, &minus_one, D::Minus1)?;
-        let scale = grad.to_dtype(DType::F32)?.reshape((1, 1))?;
-        Ok(dlogits.broadcast_mul(&scale)?.to_dtype(logits.dtype())?)
+        cross_entropy_grad(logits, &targets, grad)
     })
+}
+
+/// `grad * (softmax(logits) - onehot(targets))` in f32, in the logits' dtype.
+fn cross_entropy_grad(logits: &Tensor, targets: &Tensor, grad: &Tensor) -> Result<Tensor> {
+    let probs = candle_nn::ops::softmax_last_dim(&logits.to_dtype(DType::F32)?.contiguous()?)?;
+    let minus_one = Tensor::full(-1f32, (logits.dim(0)?, 1), logits.device())?;
+    let dlogits = probs.scatter_add(&targets.unsqueeze(1)?, &minus_one, D::Minus1)?;
+    let scale = grad.to_dtype(DType::F32)?.reshape((1, 1))?;
+    Ok(dlogits.broadcast_mul(&scale)?.to_dtype(logits.dtype())?)
 }
 
 /// Swaps the two halves of the last dimension and negates the new first half:
