@@ -3,11 +3,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use candle_core::{Module, Tensor, Var};
+use candle_core::{Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use verdict_models::nn::LinearLayer;
+use verdict_models::nn::{custom_backward2, LinearLayer};
 
 /// Position of the dropout random stream, enough to continue it exactly after a restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,37 +156,138 @@ impl LoraLinear {
     }
 }
 
+impl LoraLinear {
+    /// `scaling * input @ A^T @ B^T`, the adapter's share of the output.
+    ///
+    /// With gradients the two products carry hand-written backward passes
+    /// (`custom_backward2`): the adapters' f32 masters are cast inside, so the graph holds
+    /// two nodes per adapter instead of eight (two casts, two transposes, two products, the
+    /// scaling), each of which costs a zero tensor and an add per gradient edge in candle's
+    /// backward. Without gradients the adapters enter as constants, so a recomputed block's
+    /// first pass stays untracked and takes the fused inference kernels.
+    ///
+    /// # Shapes
+    /// `input`: `(.., in)` -> `(.., out)`.
+    fn delta(&self, input: &Tensor) -> verdict_models::Result<Tensor> {
+        let dtype = input.dtype();
+        let scaling = self.adapter.scaling;
+        let (a, b) = (self.adapter.a.as_tensor(), self.adapter.b.as_tensor());
+        let (a_value, b_value) = (a.detach().to_dtype(dtype)?, b.detach().to_dtype(dtype)?);
+        let down_value = input.detach().broadcast_matmul(&a_value.t()?)?;
+        let delta_value = (down_value.broadcast_matmul(&b_value.t()?)? * scaling)?;
+        if !verdict_models::nn::grad_enabled() {
+            return Ok(delta_value);
+        }
+        let down = custom_backward2(input, a, &down_value, |x, a, _, grad| {
+            // down = x A^T: dx = g A, dA = g^T x (summed over every leading dimension).
+            let dx = grad.broadcast_matmul(&a.to_dtype(grad.dtype())?)?;
+            Ok((dx, outer(grad, x)?.to_dtype(a.dtype())?))
+        })?;
+        custom_backward2(&down, b, &delta_value, move |down, b, _, grad| {
+            // delta = s down B^T: d(down) = s g B, dB = s g^T down.
+            let grad = (grad * scaling)?;
+            let d_down = grad.broadcast_matmul(&b.to_dtype(grad.dtype())?)?;
+            Ok((d_down, outer(&grad, down)?.to_dtype(b.dtype())?))
+        })
+    }
+
+    /// The same product as separate tracked ops (what [`LoraLinear::delta`] replaces); kept
+    /// to test the hand-written gradients against candle's.
+    #[cfg(test)]
+    fn delta_op_by_op(&self, input: &Tensor) -> verdict_models::Result<Tensor> {
+        let dtype = input.dtype();
+        let a = self.adapter.a.as_tensor().to_dtype(dtype)?;
+        let b = self.adapter.b.as_tensor().to_dtype(dtype)?;
+        use candle_core::Module;
+        let down = candle_nn::Linear::new(a, None).forward(input)?;
+        let up = candle_nn::Linear::new(b, None).forward(&down)?;
+        Ok((up * self.adapter.scaling)?)
+    }
+}
+
+/// `g^T x` over all leading dimensions: `(.., m)`, `(.., n)` -> `(m, n)`.
+fn outer(g: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
+    let (m, n) = (
+        g.dim(candle_core::D::Minus1)?,
+        x.dim(candle_core::D::Minus1)?,
+    );
+    let g = g.reshape(((), m))?;
+    let x = x.reshape(((), n))?;
+    g.t()?.matmul(&x)
+}
+
 impl LinearLayer for LoraLinear {
     /// # Shapes
     /// `xs`: `(.., in)` -> `(.., out)`.
     fn forward(&self, xs: &Tensor) -> verdict_models::Result<Tensor> {
         let base = self.base.forward(xs)?;
-        let dtype = xs.dtype();
         let input = if self.dropout > 0.0 && self.shared.training() {
             let mask = self.dropout_mask(xs)?;
-            (xs * mask.to_dtype(dtype)?)?
+            (xs * mask.to_dtype(xs.dtype())?)?
         } else {
             xs.clone()
         };
-        // Adapter variables may be kept in f32 while the model runs in bf16; the cast is cheap
-        // (r rows) and carries gradients back to the f32 masters.
-        // Without gradients (the first pass of a recomputed block) the adapters enter as
-        // constants, so the whole block stays untracked and takes the fused kernels.
-        let (a, b) = if verdict_models::nn::grad_enabled() {
-            (
-                self.adapter.a.as_tensor().clone(),
-                self.adapter.b.as_tensor().clone(),
-            )
-        } else {
-            (
-                self.adapter.a.as_tensor().detach(),
-                self.adapter.b.as_tensor().detach(),
-            )
+        Ok((base + self.delta(&input)?)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+    use verdict_models::nn::Linear;
+
+    /// An adapted layer with f32 adapter masters on a frozen base of `dtype`.
+    fn layer(dtype: DType) -> candle_core::Result<LoraLinear> {
+        let dev = Device::Cpu;
+        let weight = Tensor::randn(0f32, 0.5, (6, 5), &dev)?.to_dtype(dtype)?;
+        let adapter = Adapter {
+            a: Var::from_tensor(&Tensor::randn(0f32, 0.5, (3, 5), &dev)?)?,
+            b: Var::from_tensor(&Tensor::randn(0f32, 0.5, (6, 3), &dev)?)?,
+            scaling: 2.5,
         };
-        let a = a.to_dtype(dtype)?;
-        let b = b.to_dtype(dtype)?;
-        let down = candle_nn::Linear::new(a, None).forward(&input)?;
-        let up = candle_nn::Linear::new(b, None).forward(&down)?;
-        Ok((base + (up * self.adapter.scaling)?)?)
+        Ok(LoraLinear::new(
+            Arc::new(Linear::new(weight, None)),
+            adapter,
+            0.0,
+            Arc::new(Shared::new(0)),
+        ))
+    }
+
+    #[test]
+    fn hand_written_gradients_match_the_op_by_op_graph() -> verdict_models::Result<()> {
+        for (dtype, tolerance) in [(DType::F32, 1e-5), (DType::BF16, 2e-2)] {
+            let layer = layer(dtype)?;
+            let x = Var::from_tensor(
+                &Tensor::randn(0f32, 1.0, (2, 4, 5), &Device::Cpu)?.to_dtype(dtype)?,
+            )?;
+            // A weighting that differs per output element, so every gradient entry matters.
+            let weights = Tensor::randn(0f32, 1.0, (2, 4, 6), &Device::Cpu)?;
+            let loss = |delta: Tensor| -> candle_core::Result<Tensor> {
+                (delta.to_dtype(DType::F32)? * &weights)?.sum_all()
+            };
+            let fused = loss(layer.delta(x.as_tensor())?)?;
+            let reference = loss(layer.delta_op_by_op(x.as_tensor())?)?;
+            let close = |a: &Tensor, b: &Tensor, what: &str| -> candle_core::Result<()> {
+                let (a, b) = (a.to_dtype(DType::F32)?, b.to_dtype(DType::F32)?);
+                let scale = b.abs()?.max_all()?.to_scalar::<f32>()?.max(1.0);
+                let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+                assert!(diff <= tolerance * scale, "{dtype:?} {what}: {diff}");
+                Ok(())
+            };
+            close(&fused, &reference, "loss")?;
+            let (g_fused, g_reference) = (fused.backward()?, reference.backward()?);
+            for (tensor, what) in [
+                (x.as_tensor(), "input"),
+                (layer.adapter.a.as_tensor(), "A"),
+                (layer.adapter.b.as_tensor(), "B"),
+            ] {
+                let ours = g_fused.get(tensor).expect("gradient");
+                let theirs = g_reference.get(tensor).expect("gradient");
+                assert_eq!(ours.dtype(), tensor.dtype(), "{what}");
+                close(ours, theirs, what)?;
+            }
+        }
+        Ok(())
     }
 }
