@@ -290,4 +290,27 @@ mod tests {
         }
         Ok(())
     }
+
+    #[test]
+    fn without_gradients_the_adapter_is_a_constant() -> verdict_models::Result<()> {
+        let layer = layer(DType::F32)?;
+        let x = Tensor::randn(0f32, 1.0, (2, 4, 5), &Device::Cpu)?;
+        let tracked = layer.forward(&x)?;
+        assert!(
+            tracked.track_op(),
+            "the adapters' variables are in the graph"
+        );
+        let untracked = {
+            let _no_grad = verdict_models::nn::NoGrad::new();
+            layer.forward(&x)?
+        };
+        // Nothing downstream sees a tracked tensor, so inference takes the fused kernels.
+        assert!(!untracked.track_op());
+        let diff = (tracked - untracked)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
+        assert_eq!(diff, 0.0);
+        Ok(())
+    }
 }

@@ -296,6 +296,8 @@ impl QwenEngine {
     /// Logits `(batch, 1, vocab)` at each row's last real position -> label log-probabilities
     /// `(batch, labels)` -> one probability vector per row.
     fn score_padded(&self, prompts: &[&EncodedPrompt]) -> verdict_models::Result<Vec<Vec<f64>>> {
+        // Inference: an adapter's variables enter as constants, so the fused kernels apply.
+        let _inference = verdict_models::nn::NoGrad::new();
         let model = self.classifier.model();
         let batch = self.assemble(prompts)?;
         let forward = model.forward(&batch, None, Logits::Last, false)?;

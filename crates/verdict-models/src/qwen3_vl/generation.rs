@@ -13,6 +13,7 @@ use super::model::{Batch, Logits, Qwen3VL};
 use super::rope::MropePositions;
 use crate::constraint::TokenConstraint;
 use crate::nn::ops::log_softmax_last_dim;
+use crate::nn::NoGrad;
 use crate::{Error, Result};
 
 /// How to decode.
@@ -94,6 +95,8 @@ pub fn generate(
     config: &GenerationConfig,
     mut constraint: Option<&mut dyn TokenConstraint>,
 ) -> Result<Generation> {
+    // Inference: trainable adapters enter as constants, so the fused kernels apply.
+    let _inference = NoGrad::new();
     if prompt.batch_size() != 1 {
         return Err(Error::Input(format!(
             "generate takes one prompt, got {}",
@@ -192,6 +195,8 @@ pub fn generate_batch(
     prompts: &Batch,
     config: &GenerationConfig,
 ) -> Result<Vec<Generation>> {
+    // Inference: trainable adapters enter as constants, so the fused kernels apply.
+    let _inference = NoGrad::new();
     let rows = prompts.batch_size();
     let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed);
     let mut cache = model.new_cache();
@@ -261,6 +266,8 @@ pub struct LabelScores {
 /// The prompt is computed once; all labels then run as one batch (right-padded to the
 /// longest label) on copies of the prompt's KV cache.
 pub fn score_labels(model: &Qwen3VL, prompt: &Batch, labels: &[Vec<u32>]) -> Result<LabelScores> {
+    // Inference: trainable adapters enter as constants, so the fused kernels apply.
+    let _inference = NoGrad::new();
     if prompt.batch_size() != 1 || prompt.attention_mask.is_some() {
         return Err(Error::Input(
             "label scoring takes one unpadded prompt".into(),
