@@ -157,7 +157,7 @@ impl LoraLinear {
 }
 
 impl LoraLinear {
-    /// `scaling * input @ A^T @ B^T`, the adapter's share of the output.
+    /// `(scaling * input @ A^T) @ B^T`, the adapter's share of the output.
     ///
     /// With gradients the two products carry hand-written backward passes
     /// (`custom_backward2`): the adapters' f32 masters are cast inside, so the graph holds
@@ -173,21 +173,23 @@ impl LoraLinear {
         let scaling = self.adapter.scaling;
         let (a, b) = (self.adapter.a.as_tensor(), self.adapter.b.as_tensor());
         let (a_value, b_value) = (a.detach().to_dtype(dtype)?, b.detach().to_dtype(dtype)?);
-        let down_value = input.detach().broadcast_matmul(&a_value.t()?)?;
-        let delta_value = (down_value.broadcast_matmul(&b_value.t()?)? * scaling)?;
+        // The scaling applies to the rank-wide `down`, not to the output: r columns instead of
+        // `out` (exact for the usual power-of-two `alpha / r`).
+        let down_value = (input.detach().broadcast_matmul(&a_value.t()?)? * scaling)?;
+        let delta_value = down_value.broadcast_matmul(&b_value.t()?)?;
         if !verdict_models::nn::grad_enabled() {
             return Ok(delta_value);
         }
-        let down = custom_backward2(input, a, &down_value, |x, a, _, grad| {
-            // down = x A^T: dx = g A, dA = g^T x (summed over every leading dimension).
-            let dx = grad.broadcast_matmul(&a.to_dtype(grad.dtype())?)?;
-            Ok((dx, outer(grad, x)?.to_dtype(a.dtype())?))
-        })?;
-        custom_backward2(&down, b, &delta_value, move |down, b, _, grad| {
-            // delta = s down B^T: d(down) = s g B, dB = s g^T down.
+        let down = custom_backward2(input, a, &down_value, move |x, a, _, grad| {
+            // down = s x A^T: dx = s g A, dA = s g^T x (summed over every leading dimension).
             let grad = (grad * scaling)?;
+            let dx = grad.broadcast_matmul(&a.to_dtype(grad.dtype())?)?;
+            Ok((dx, outer(&grad, x)?.to_dtype(a.dtype())?))
+        })?;
+        custom_backward2(&down, b, &delta_value, |down, b, _, grad| {
+            // delta = down B^T: d(down) = g B, dB = g^T down.
             let d_down = grad.broadcast_matmul(&b.to_dtype(grad.dtype())?)?;
-            Ok((d_down, outer(&grad, down)?.to_dtype(b.dtype())?))
+            Ok((d_down, outer(grad, down)?.to_dtype(b.dtype())?))
         })
     }
 
