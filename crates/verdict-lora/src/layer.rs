@@ -154,14 +154,12 @@ impl LoraLinear {
             (keep * (1.0 / (1.0 - self.dropout)))?
         })
     }
-}
 
-impl LoraLinear {
     /// `(scaling * input @ A^T) @ B^T`, the adapter's share of the output.
     ///
     /// With gradients the two products carry hand-written backward passes
     /// (`custom_backward2`): the adapters' f32 masters are cast inside, so the graph holds
-    /// two nodes per adapter instead of eight (two casts, two transposes, two products, the
+    /// two nodes per adapter instead of seven (two casts, two transposes, two products, the
     /// scaling), each of which costs a zero tensor and an add per gradient edge in candle's
     /// backward. Without gradients the adapters enter as constants, so a recomputed block's
     /// first pass stays untracked and takes the fused inference kernels.
@@ -197,10 +195,10 @@ impl LoraLinear {
     /// to test the hand-written gradients against candle's.
     #[cfg(test)]
     fn delta_op_by_op(&self, input: &Tensor) -> verdict_models::Result<Tensor> {
+        use candle_core::Module;
         let dtype = input.dtype();
         let a = self.adapter.a.as_tensor().to_dtype(dtype)?;
         let b = self.adapter.b.as_tensor().to_dtype(dtype)?;
-        use candle_core::Module;
         let down = candle_nn::Linear::new(a, None).forward(input)?;
         let up = candle_nn::Linear::new(b, None).forward(&down)?;
         Ok((up * self.adapter.scaling)?)
