@@ -7,9 +7,10 @@
 // (the build uses --use_fast_math), so results match the same formula written with candle's
 // ops.
 //
-// Backward passes: the RMSNorm gradient and the cross-entropy over a vocabulary-wide row
-// were a dozen f32 element-wise launches each over (rows, width) tensors; in a profiled
-// training step they were about a quarter of the GPU time. Here each is one pass per row.
+// Backward passes: the RMSNorm gradient, the attention softmax's gradient and the
+// cross-entropy over a vocabulary-wide row were several f32 element-wise launches each over
+// (rows, width) tensors; in a profiled training step they were about a quarter of the GPU
+// time. Here each is one pass per row.
 
 #include "bf16.cuh"
 
@@ -169,5 +170,27 @@ extern "C" __global__ void cross_entropy_grad_bf16(const __nv_bfloat16 *__restri
             a[t] = (expf(a[t] - l) - onehot) * scale;
         }
         *reinterpret_cast<uint4 *>(out + at) = pack8(a);
+    }
+}
+
+// Gradient of softmax(products * scale + mask) with respect to the products, from the
+// softmax output w and the incoming gradient g: scale * w * (g - sum(g * w)), in f32,
+// rounded once. One warp per row; w, g, out contiguous (rows, cols), any cols.
+extern "C" __global__ void softmax_backward_bf16(const __nv_bfloat16 *__restrict__ w,
+                                                 const __nv_bfloat16 *__restrict__ g,
+                                                 __nv_bfloat16 *__restrict__ out,
+                                                 long long rows, int cols, float scale) {
+    const long long row = (long long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    const int lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    const __nv_bfloat16 *wr = w + row * cols;
+    const __nv_bfloat16 *gr = g + row * cols;
+    float dot = 0.0f;
+    for (int j = lane; j < cols; j += 32) dot += __bfloat162float(gr[j]) * __bfloat162float(wr[j]);
+    dot = warp_sum(dot);
+    __nv_bfloat16 *orow = out + row * cols;
+    for (int j = lane; j < cols; j += 32) {
+        const float wj = __bfloat162float(wr[j]);
+        orow[j] = __float2bfloat16((__bfloat162float(gr[j]) - dot) * wj * scale);
     }
 }

@@ -303,3 +303,21 @@ fn cross_entropy_rows_and_gradient_match_log_softmax() -> Result<()> {
     assert_eq!(max_diff(through, &grad)?, 0.0);
     Ok(())
 }
+
+#[test]
+fn softmax_backward_matches_the_f32_formula() -> Result<()> {
+    let dev = device();
+    // 262 keys: rows that are not a multiple of 8 wide.
+    let scores = Tensor::randn(0f32, 2.0, (2, 3, 5, 262), &dev)?;
+    let weights = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(DType::BF16)?;
+    let grad = randn(&[2, 3, 5, 262], &dev)?;
+    let scale = 0.125;
+    let fused = gpu::softmax_backward(&weights, &grad, scale)?.expect("kernel applies");
+    let (w, g) = (weights.to_dtype(DType::F32)?, grad.to_dtype(DType::F32)?);
+    let dot = (&g * &w)?.sum_keepdim(D::Minus1)?;
+    let reference = ((g.broadcast_sub(&dot)? * w)? * scale)?;
+    let largest = reference.abs()?.max_all()?.to_scalar::<f32>()?;
+    let diff = max_diff(&fused, &reference)?;
+    assert!(diff <= largest / 128.0, "{diff} against {largest}");
+    Ok(())
+}

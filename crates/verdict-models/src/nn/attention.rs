@@ -149,6 +149,9 @@ fn softmax_with_backward(products: &Tensor, mask: Option<&Tensor>, scale: f64) -
         }
     };
     super::custom_backward::custom_backward(products, &weights, move |_, weights, grad| {
+        if let Some(ds) = gpu::softmax_backward(weights, &grad.contiguous()?, scale)? {
+            return Ok(ds);
+        }
         let w = weights.to_dtype(DType::F32)?;
         let g = grad.to_dtype(DType::F32)?;
         let dot = (&g * &w)?.sum_keepdim(candle_core::D::Minus1)?;

@@ -224,6 +224,24 @@ pub fn rms_norm_backward(
     imp::rms_norm_backward(x, weight, grad, eps as f32)
 }
 
+/// Gradient of `softmax(products * scale + mask)` with respect to `products`, from the
+/// softmax output `weights` and the incoming `grad`: `scale * w * (g - sum(g * w))` per row,
+/// f32 inside, rounded once.
+///
+/// # Shapes
+/// `weights`, `grad`: the same shape `(.., cols)`, contiguous; the result has that shape.
+pub fn softmax_backward(weights: &Tensor, grad: &Tensor, scale: f64) -> Result<Option<Tensor>> {
+    let fits = eligible(&[weights, grad])
+        && weights.is_contiguous()
+        && grad.is_contiguous()
+        && weights.dims() == grad.dims()
+        && weights.rank() >= 1;
+    if !fits {
+        return Ok(None);
+    }
+    imp::softmax_backward(weights, grad, scale as f32)
+}
+
 /// Whether the cross-entropy kernels take these operands: bf16 `(rows, cols)` logits with
 /// `cols % 8 == 0` and `rows` u32 targets, contiguous on one CUDA device.
 fn cross_entropy_fits(logits: &Tensor, targets: &Tensor) -> Result<bool> {
@@ -396,6 +414,10 @@ mod imp {
     }
 
     pub fn rms_norm_backward(_: &Tensor, _: &Tensor, _: &Tensor, _: f32) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+
+    pub fn softmax_backward(_: &Tensor, _: &Tensor, _: f32) -> Result<Option<Tensor>> {
         Ok(None)
     }
 

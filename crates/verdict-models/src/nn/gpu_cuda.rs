@@ -697,6 +697,49 @@ pub fn rms_norm_backward(
     )?))
 }
 
+/// Operands: `weights`, `grad`.
+struct SoftmaxBackward {
+    scale: f32,
+}
+
+impl Launch for SoftmaxBackward {
+    const NAME: &'static str = "softmax_backward_bf16";
+
+    fn launch(&self, operands: &[Operand<'_>]) -> Launched {
+        let (storage, layout) = operands[0];
+        let dev = storage.device().clone();
+        let n = layout.shape().elem_count();
+        let cols = layout.shape().dims().last().copied().unwrap_or(1);
+        let (w, g) = (view::<bf16>(&operands[0])?, view::<bf16>(&operands[1])?);
+        // SAFETY: every element is written by the kernel below.
+        let out = unsafe { dev.alloc::<bf16>(n)? };
+        let func = dev.get_or_load_custom_func(Self::NAME, TRAINING_MODULE, TRAINING_PTX)?;
+        let rows = (n / cols.max(1)) as i64;
+        let cols = as_i32(cols, "softmax width")?;
+        let mut builder = func.builder();
+        builder.arg(&w);
+        builder.arg(&g);
+        builder.arg(&out);
+        builder.arg(&rows);
+        builder.arg(&cols);
+        builder.arg(&self.scale);
+        // SAFETY: argument list matches the kernel's signature; shapes checked by the caller.
+        unsafe { builder.launch(row_grid(rows as usize)) }.w()?;
+        Ok((
+            CudaStorage::wrap_cuda_slice(out, dev),
+            layout.shape().clone(),
+        ))
+    }
+}
+
+custom_op!(SoftmaxBackward: 2);
+
+pub fn softmax_backward(weights: &Tensor, grad: &Tensor, scale: f32) -> Result<Option<Tensor>> {
+    Ok(Some(
+        weights.apply_op2_no_bwd(grad, &SoftmaxBackward { scale })?,
+    ))
+}
+
 /// Threads per row of the cross-entropy row kernel (`CE_THREADS` in training.cu).
 const CE_THREADS: u32 = 512;
 
