@@ -1,14 +1,17 @@
-//! Fused GPU kernels for half-precision inference (`kernels/inference.cu`).
+//! Fused GPU kernels for half-precision inference (`kernels/inference.cu`) and training
+//! (`kernels/training.cu`).
 //!
 //! A profile of a batched Qwen3-VL-2B forward on an H100 put more time in candle's generic
 //! element-wise kernels than in all matrix products: a bias broadcast over rows, the
 //! transposes that split and merge attention heads, and the scale, mask and softmax passes
 //! over the score tensor each compute a strided index per element. The kernels here do those
 //! jobs in one pass each, and also fuse what follows them: the residual add into the next
-//! norm, the bias into the GELU, the gate into the SwiGLU product. Every function returns `Ok(None)` when it does not apply (no `cuda`
-//! feature, a CPU tensor, a dtype other than bf16, a tensor that tracks gradients, or a layout
-//! the kernel does not take); callers then use the generic candle ops, which compute the same
-//! values (the kernels only round once, in f32, where the generic path may round twice).
+//! norm, the bias into the GELU, the gate into the SwiGLU product. The training kernels do
+//! the same for backward passes (RMSNorm, attention softmax, cross-entropy) and the AdamW
+//! update. Every function returns `Ok(None)` when it does not apply (no `cuda` feature, a CPU
+//! tensor, a dtype other than the kernel's, bf16 or for the optimiser f32, a tensor that
+//! tracks gradients, or a layout the kernel does not take); callers then use the generic candle ops, which compute the same values
+//! (the kernels only round once, in f32, where the generic path may round twice).
 
 use candle_core::{DType, Tensor};
 
