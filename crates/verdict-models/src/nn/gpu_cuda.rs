@@ -642,6 +642,38 @@ pub fn adamw_update(
     Ok(Some(()))
 }
 
+/// A warp-per-row kernel of `training.cu` over bf16 operands shaped `(.., cols)` like the
+/// first: `kernel(operands.., out, rows, cols, param)`, `out` shaped like the first operand.
+fn launch_rows(name: &str, operands: &[Operand<'_>], param: f32) -> Launched {
+    let (storage, layout) = operands[0];
+    let dev = storage.device().clone();
+    let n = layout.shape().elem_count();
+    let cols = layout.shape().dims().last().copied().unwrap_or(1).max(1);
+    let inputs = operands
+        .iter()
+        .map(view::<bf16>)
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    // SAFETY: every element is written by the kernel below.
+    let out = unsafe { dev.alloc::<bf16>(n)? };
+    let func = dev.get_or_load_custom_func(name, TRAINING_MODULE, TRAINING_PTX)?;
+    let rows = (n / cols) as i64;
+    let cols = as_i32(cols, "row width")?;
+    let mut builder = func.builder();
+    for input in &inputs {
+        builder.arg(input);
+    }
+    builder.arg(&out);
+    builder.arg(&rows);
+    builder.arg(&cols);
+    builder.arg(&param);
+    // SAFETY: argument list matches the kernels' signatures; shapes checked by the caller.
+    unsafe { builder.launch(row_grid(rows as usize)) }.w()?;
+    Ok((
+        CudaStorage::wrap_cuda_slice(out, dev),
+        layout.shape().clone(),
+    ))
+}
+
 /// Operands: `x`, `weight`, `grad`.
 struct RmsNormBackward {
     eps: f32,
@@ -651,34 +683,7 @@ impl Launch for RmsNormBackward {
     const NAME: &'static str = "rms_norm_backward_bf16";
 
     fn launch(&self, operands: &[Operand<'_>]) -> Launched {
-        let (storage, layout) = operands[0];
-        let dev = storage.device().clone();
-        let n = layout.shape().elem_count();
-        let cols = layout.shape().dims().last().copied().unwrap_or(1);
-        let (x, w, g) = (
-            view::<bf16>(&operands[0])?,
-            view::<bf16>(&operands[1])?,
-            view::<bf16>(&operands[2])?,
-        );
-        // SAFETY: every element is written by the kernel below.
-        let out = unsafe { dev.alloc::<bf16>(n)? };
-        let func = dev.get_or_load_custom_func(Self::NAME, TRAINING_MODULE, TRAINING_PTX)?;
-        let rows = (n / cols) as i64;
-        let cols = as_i32(cols, "norm width")?;
-        let mut builder = func.builder();
-        builder.arg(&x);
-        builder.arg(&w);
-        builder.arg(&g);
-        builder.arg(&out);
-        builder.arg(&rows);
-        builder.arg(&cols);
-        builder.arg(&self.eps);
-        // SAFETY: argument list matches the kernel's signature; shapes checked by the caller.
-        unsafe { builder.launch(row_grid(rows as usize)) }.w()?;
-        Ok((
-            CudaStorage::wrap_cuda_slice(out, dev),
-            layout.shape().clone(),
-        ))
+        launch_rows(Self::NAME, operands, self.eps)
     }
 }
 
@@ -706,29 +711,7 @@ impl Launch for SoftmaxBackward {
     const NAME: &'static str = "softmax_backward_bf16";
 
     fn launch(&self, operands: &[Operand<'_>]) -> Launched {
-        let (storage, layout) = operands[0];
-        let dev = storage.device().clone();
-        let n = layout.shape().elem_count();
-        let cols = layout.shape().dims().last().copied().unwrap_or(1);
-        let (w, g) = (view::<bf16>(&operands[0])?, view::<bf16>(&operands[1])?);
-        // SAFETY: every element is written by the kernel below.
-        let out = unsafe { dev.alloc::<bf16>(n)? };
-        let func = dev.get_or_load_custom_func(Self::NAME, TRAINING_MODULE, TRAINING_PTX)?;
-        let rows = (n / cols.max(1)) as i64;
-        let cols = as_i32(cols, "softmax width")?;
-        let mut builder = func.builder();
-        builder.arg(&w);
-        builder.arg(&g);
-        builder.arg(&out);
-        builder.arg(&rows);
-        builder.arg(&cols);
-        builder.arg(&self.scale);
-        // SAFETY: argument list matches the kernel's signature; shapes checked by the caller.
-        unsafe { builder.launch(row_grid(rows as usize)) }.w()?;
-        Ok((
-            CudaStorage::wrap_cuda_slice(out, dev),
-            layout.shape().clone(),
-        ))
+        launch_rows(Self::NAME, operands, self.scale)
     }
 }
 
