@@ -225,24 +225,21 @@ impl PixelValues {
     pub fn to_tensor_as(&self, dtype: DType, device: &Device) -> Result<Tensor> {
         let shape = (self.n_patches(), self.patch_dim);
         Ok(match dtype {
-            DType::BF16 => {
-                let values: Vec<half::bf16> = self
-                    .values
-                    .iter()
-                    .map(|&v| half::bf16::from_f32(v))
-                    .collect();
-                Tensor::from_slice(&values, shape, device)?
-            }
-            DType::F16 => {
-                let values: Vec<half::f16> = self
-                    .values
-                    .iter()
-                    .map(|&v| half::f16::from_f32(v))
-                    .collect();
-                Tensor::from_slice(&values, shape, device)?
-            }
+            DType::BF16 => self.converted(half::bf16::from_f32, shape, device)?,
+            DType::F16 => self.converted(half::f16::from_f32, shape, device)?,
             _ => Tensor::from_slice(&self.values, shape, device)?.to_dtype(dtype)?,
         })
+    }
+
+    /// The values converted one by one on the host, as one tensor of `shape`.
+    fn converted<T: candle_core::WithDType>(
+        &self,
+        convert: fn(f32) -> T,
+        shape: (usize, usize),
+        device: &Device,
+    ) -> Result<Tensor> {
+        let values: Vec<T> = self.values.iter().map(|&v| convert(v)).collect();
+        Ok(Tensor::from_vec(values, shape, device)?)
     }
 }
 
