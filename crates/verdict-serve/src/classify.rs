@@ -102,29 +102,26 @@ pub async fn classify_batch(
         return Err(AppError::invalid("`items` is empty"));
     }
     // Inputs first, so a bad item answers for itself and never takes a queue slot.
-    let mut pending = Vec::with_capacity(request.items.len());
+    let mut ids = Vec::with_capacity(request.items.len());
+    let mut decoded = Vec::with_capacity(request.items.len());
     for (index, item) in request.items.into_iter().enumerate() {
-        let id = item.id.clone();
-        let prepared = prepare(&state, engine, item, &format!("items[{index}]")).await;
-        pending.push((id, prepared));
+        ids.push(item.id.clone());
+        decoded.push(prepare(&state, engine, item, &format!("items[{index}]")).await);
     }
     // All or nothing against the queue: a half-queued batch would answer partly with 503s.
-    let valid = pending.iter().filter(|(_, item)| item.is_ok()).count();
+    let valid = decoded.iter().filter(|item| item.is_ok()).count();
     let slots = (0..valid)
         .map(|_| reserve(&state, engine))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut encoded = encode_all(engine, &mut pending).await?.into_iter();
+    let encoded = encode_all(engine, decoded).await?;
+    // One place per decoded item; those whose encoding failed go back unused.
     let mut slots = slots.into_iter();
-    let mut waiting = Vec::with_capacity(pending.len());
-    for (id, prepared) in pending {
+    let mut waiting = Vec::with_capacity(encoded.len());
+    for (id, prepared) in ids.into_iter().zip(encoded) {
         let slot = match prepared {
-            Ok(_) => match encoded.next() {
-                Some(Ok(input)) => match slots.next() {
-                    Some(slot) => Ok(submit(&state, slot, input)?),
-                    None => Err(AppError::internal("a queue place went missing")),
-                },
-                Some(Err(error)) => Err(error),
-                None => Err(AppError::internal("an encoded item went missing")),
+            Ok(input) => match slots.next() {
+                Some(slot) => Ok(submit(&state, slot, input)?),
+                None => Err(AppError::internal("a queue place went missing")),
             },
             Err(error) => Err(error),
         };
@@ -312,23 +309,37 @@ async fn encode(engine: &Engine, input: ClassifyInput) -> Result<PreparedInput, 
         .map_err(model_error)
 }
 
-/// [`encode`] of every decoded item of a batch request, on several threads at once; one
-/// result per `Ok` item, in order (the items are taken out of `pending`).
+/// [`encode`] of every item of a batch request, on several threads at once; items that
+/// already failed keep their error. One result per item, in order.
 async fn encode_all(
     engine: &Engine,
-    pending: &mut [(Option<String>, Result<ClassifyInput, AppError>)],
+    items: Vec<Result<ClassifyInput, AppError>>,
 ) -> Result<Vec<Result<PreparedInput, AppError>>, AppError> {
-    let inputs: Vec<ClassifyInput> = pending
-        .iter_mut()
-        .filter_map(|(_, item)| item.as_mut().ok().map(std::mem::take))
+    let mut inputs = Vec::with_capacity(items.len());
+    let failed: Vec<Option<AppError>> = items
+        .into_iter()
+        .map(|item| match item {
+            Ok(input) => {
+                inputs.push(input);
+                None
+            }
+            Err(error) => Some(error),
+        })
         .collect();
     let model = engine.model.clone();
-    let prepared = tokio::task::spawn_blocking(move || model.prepare_all(inputs))
+    let mut prepared = tokio::task::spawn_blocking(move || model.prepare_all(inputs))
         .await
-        .map_err(|e| AppError::internal(format!("input preparation task: {e}")))?;
-    Ok(prepared
+        .map_err(|e| AppError::internal(format!("input preparation task: {e}")))?
+        .into_iter();
+    Ok(failed
         .into_iter()
-        .map(|item| item.map_err(model_error))
+        .map(|failure| match failure {
+            Some(error) => Err(error),
+            None => prepared
+                .next()
+                .unwrap_or_else(|| Err(ModelError::Internal("an item went unprepared".into())))
+                .map_err(model_error),
+        })
         .collect())
 }
 

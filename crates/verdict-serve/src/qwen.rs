@@ -32,6 +32,9 @@ pub struct QwenEngine {
     classifier: Classifier,
     labels: LabelSet,
     label_ids: Vec<Vec<u32>>,
+    /// Each label's first token, on the model's device: the logit columns a padded batch
+    /// reads (built once, not per batch).
+    label_columns: Tensor,
     max_reason_bytes: usize,
     /// Bytes of every token, for log-probabilities (a token may hold part of a character).
     token_bytes: TokenBytes,
@@ -61,11 +64,18 @@ impl QwenEngine {
                 "label {name:?} has token {id}, past the model's vocabulary of {vocab}"
             ));
         }
+        let first_tokens: Vec<u32> = label_ids
+            .iter()
+            .filter_map(|ids| ids.first().copied())
+            .collect();
+        let label_columns = Tensor::new(first_tokens.as_slice(), classifier.model().device())
+            .map_err(|e| e.to_string())?;
         let token_bytes = TokenBytes::from_tokenizer(classifier.preprocessor().chat().tokenizer());
         Ok(Self {
             classifier,
             labels,
             label_ids,
+            label_columns,
             max_reason_bytes: 200,
             token_bytes,
         })
@@ -303,10 +313,8 @@ impl QwenEngine {
         let forward = model.forward(&batch, None, Logits::Last, false)?;
         // Normalise and pick the label columns where the logits are, so one `(batch, labels)`
         // table crosses to the host instead of `(batch, vocab)` (a GPU model's only sync).
-        let first_tokens: Vec<u32> = self.label_ids.iter().map(|ids| ids[0]).collect();
-        let columns = Tensor::new(first_tokens.as_slice(), model.device())?;
         let rows = log_softmax_last_dim(&forward.logits.squeeze(1)?.to_dtype(TensorDType::F32)?)?
-            .index_select(&columns, 1)?
+            .index_select(&self.label_columns, 1)?
             .to_vec2::<f32>()?;
         Ok(rows
             .iter()
