@@ -215,7 +215,7 @@ fn recomputed_lm_loss(
         let model = Arc::clone(model);
         let part = checkpoint(
             &rows.narrow(0, start, len)?,
-            move |x: &Tensor| Ok(cross_entropy_sum(&model.project(x)?, &chunk_targets)?),
+            move |x: &Tensor| cross_entropy_sum(&model.project(x)?, &chunk_targets),
             sink,
         )?;
         total = Some(match total {

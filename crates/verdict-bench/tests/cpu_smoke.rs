@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use candle_core::{DType, Device, Tensor};
+use verdict_models::nn::seeded::normal;
 use verdict_models::qwen3_vl::{Batch, Logits, Qwen3VL};
 
 fn tiny_model() -> PathBuf {
@@ -23,7 +24,7 @@ fn write_inputs(path: &Path) -> (Vec<Vec<u32>>, Tensor) {
     }
     let flat: Vec<i64> = rows.iter().flatten().map(|&t| t as i64).collect();
     let device = Device::Cpu;
-    let pixels = Tensor::randn(0f32, 1.0, (3 * 16, 3 * 2 * 16 * 16), &device).unwrap();
+    let pixels = normal((3 * 16, 3 * 2 * 16 * 16), 1.0, 1, &device).unwrap();
     let tensors = [
         (
             "input_ids",

@@ -39,7 +39,7 @@ mod tests {
     #[test]
     fn only_rank_zero_writes_and_failures_reach_everyone() {
         let writes = AtomicUsize::new(0);
-        let ranks = LocalWorld::new(3);
+        let ranks = LocalWorld::ranks(3);
         std::thread::scope(|scope| {
             for comm in ranks {
                 let writes = &writes;

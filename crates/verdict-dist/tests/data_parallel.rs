@@ -197,7 +197,7 @@ fn max_difference(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn run_local(world: usize, micro_batch: usize, bucket_bytes: usize) -> Vec<f32> {
-    let ranks = LocalWorld::new(world);
+    let ranks = LocalWorld::ranks(world);
     let results: Vec<Vec<f32>> = std::thread::scope(|scope| {
         let handles: Vec<_> = ranks
             .into_iter()
@@ -298,7 +298,7 @@ fn sgd_steps(
 }
 
 fn on_world<T: Send>(world: usize, f: impl Fn(&dyn Communicator) -> T + Sync) -> T {
-    let ranks = LocalWorld::new(world);
+    let ranks = LocalWorld::ranks(world);
     let f = &f;
     std::thread::scope(|scope| {
         let handles: Vec<_> = ranks

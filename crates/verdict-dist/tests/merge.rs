@@ -78,7 +78,9 @@ fn jsonl_parts_merge_by_key_in_stable_order() {
 
 #[test]
 fn incomplete_or_inconsistent_parts_are_refused() {
-    let cases: Vec<(&str, Vec<(String, &str)>, &str)> = vec![
+    // (what the case breaks, the part files and their contents, the expected error)
+    type Case<'a> = (&'a str, Vec<(String, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "missing",
             vec![

@@ -235,15 +235,16 @@ impl LinearLayer for LoraLinear {
 mod tests {
     use super::*;
     use candle_core::{DType, Device};
+    use verdict_models::nn::seeded::normal;
     use verdict_models::nn::Linear;
 
     /// An adapted layer with f32 adapter masters on a frozen base of `dtype`.
     fn layer(dtype: DType) -> candle_core::Result<LoraLinear> {
         let dev = Device::Cpu;
-        let weight = Tensor::randn(0f32, 0.5, (6, 5), &dev)?.to_dtype(dtype)?;
+        let weight = normal((6, 5), 0.5, 1, &dev)?.to_dtype(dtype)?;
         let adapter = Adapter {
-            a: Var::from_tensor(&Tensor::randn(0f32, 0.5, (3, 5), &dev)?)?,
-            b: Var::from_tensor(&Tensor::randn(0f32, 0.5, (6, 3), &dev)?)?,
+            a: Var::from_tensor(&normal((3, 5), 0.5, 2, &dev)?)?,
+            b: Var::from_tensor(&normal((6, 3), 0.5, 3, &dev)?)?,
             scaling: 2.5,
         };
         Ok(LoraLinear::new(
@@ -254,29 +255,34 @@ mod tests {
         ))
     }
 
+    /// The fused adapter against the op-by-op graph: outputs and all three gradients.
+    ///
+    /// Both paths round differently in bf16 (the fused one scales the rank-wide intermediate,
+    /// the other the output), so each comparison is relative to the largest entry: bf16 keeps
+    /// 8 significant bits (relative step 2^-8 = 0.4%), and a few roundings in a row stay
+    /// within 2%.
     #[test]
     fn hand_written_gradients_match_the_op_by_op_graph() -> verdict_models::Result<()> {
         for (dtype, tolerance) in [(DType::F32, 1e-5), (DType::BF16, 2e-2)] {
             let layer = layer(dtype)?;
-            let x = Var::from_tensor(
-                &Tensor::randn(0f32, 1.0, (2, 4, 5), &Device::Cpu)?.to_dtype(dtype)?,
-            )?;
+            let x = Var::from_tensor(&normal((2, 4, 5), 1.0, 4, &Device::Cpu)?.to_dtype(dtype)?)?;
             // A weighting that differs per output element, so every gradient entry matters.
-            let weights = Tensor::randn(0f32, 1.0, (2, 4, 6), &Device::Cpu)?;
-            let loss = |delta: Tensor| -> candle_core::Result<Tensor> {
-                (delta.to_dtype(DType::F32)? * &weights)?.sum_all()
-            };
-            let fused = loss(layer.delta(x.as_tensor())?)?;
-            let reference = loss(layer.delta_op_by_op(x.as_tensor())?)?;
+            let weights = normal((2, 4, 6), 1.0, 5, &Device::Cpu)?;
             let close = |a: &Tensor, b: &Tensor, what: &str| -> candle_core::Result<()> {
                 let (a, b) = (a.to_dtype(DType::F32)?, b.to_dtype(DType::F32)?);
-                let scale = b.abs()?.max_all()?.to_scalar::<f32>()?.max(1.0);
+                let scale = b.abs()?.max_all()?.to_scalar::<f32>()?.max(1e-3);
                 let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
-                assert!(diff <= tolerance * scale, "{dtype:?} {what}: {diff}");
+                assert!(
+                    diff <= tolerance * scale,
+                    "{dtype:?} {what}: {diff} (largest {scale})"
+                );
                 Ok(())
             };
-            close(&fused, &reference, "loss")?;
-            let (g_fused, g_reference) = (fused.backward()?, reference.backward()?);
+            let fused = layer.delta(x.as_tensor())?;
+            let reference = layer.delta_op_by_op(x.as_tensor())?;
+            close(&fused, &reference, "output")?;
+            let loss = |delta: Tensor| (delta.to_dtype(DType::F32)? * &weights)?.sum_all();
+            let (g_fused, g_reference) = (loss(fused)?.backward()?, loss(reference)?.backward()?);
             for (tensor, what) in [
                 (x.as_tensor(), "input"),
                 (layer.adapter.a.as_tensor(), "A"),
@@ -294,7 +300,7 @@ mod tests {
     #[test]
     fn without_gradients_the_adapter_is_a_constant() -> verdict_models::Result<()> {
         let layer = layer(DType::F32)?;
-        let x = Tensor::randn(0f32, 1.0, (2, 4, 5), &Device::Cpu)?;
+        let x = normal((2, 4, 5), 1.0, 6, &Device::Cpu)?;
         let tracked = layer.forward(&x)?;
         assert!(
             tracked.track_op(),

@@ -74,6 +74,8 @@ fn draw(class: usize, rng: &mut impl Rng) -> Vec<[f32; 3]> {
 
 /// Patchifies like the processor: merge-block order, each row (C, T=2, P, P), normalised
 /// with mean = std = 0.5.
+// The channel loop indexes each pixel, not `pixels`: an iterator would not read better.
+#[allow(clippy::needless_range_loop)]
 fn patchify(pixels: &[[f32; 3]]) -> Vec<f32> {
     let grid = IMAGE / PATCH;
     let mut out = Vec::new();

@@ -40,7 +40,7 @@ pub struct LocalWorld;
 impl LocalWorld {
     /// `size` communicators, one per rank, to be moved into one thread each. A collective
     /// that waits longer than a minute for the other ranks fails instead of hanging.
-    pub fn new(size: usize) -> Vec<LocalComm> {
+    pub fn ranks(size: usize) -> Vec<LocalComm> {
         Self::with_timeout(size, Duration::from_secs(60))
     }
 
@@ -188,7 +188,7 @@ mod tests {
     use super::*;
 
     fn on_ranks<T: Send>(size: usize, f: impl Fn(LocalComm) -> T + Sync) -> Vec<T> {
-        let ranks = LocalWorld::new(size);
+        let ranks = LocalWorld::ranks(size);
         std::thread::scope(|scope| {
             let handles: Vec<_> = ranks.into_iter().map(|c| scope.spawn(|| f(c))).collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()

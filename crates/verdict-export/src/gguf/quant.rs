@@ -105,7 +105,7 @@ impl TensorType {
 
     /// The type used instead when rows of `row_len` elements do not fill whole blocks.
     pub fn fitting(self, row_len: usize) -> TensorType {
-        if row_len.is_multiple_of(self.block_size()) {
+        if row_len % self.block_size() == 0 {
             return self;
         }
         let fallback = match self {
@@ -175,7 +175,8 @@ pub enum Kind {
 /// layer in between get the larger type.
 pub fn use_more_bits(layer: usize, layers: usize) -> bool {
     let eighth = layers / 8;
-    layer < eighth || layer >= 7 * layers / 8 || (layer >= eighth && (layer - eighth) % 3 == 2)
+    // Past the first disjunct `layer >= eighth`, so the subtraction cannot underflow.
+    layer < eighth || layer >= 7 * layers / 8 || (layer - eighth) % 3 == 2
 }
 
 /// The stored type of one tensor under `preset`, before the row-length fallback.

@@ -15,6 +15,7 @@ pub mod linear;
 pub mod norm;
 pub mod ops;
 pub mod recompute;
+pub mod seeded;
 
 pub use attention::{attention_mask, merge_heads, scaled_dot_product_attention};
 pub use builder::LayerBuilder;

@@ -236,6 +236,7 @@ impl Activation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::seeded::normal;
 
     /// The unfused formula, forced by a gradient-tracking input.
     fn reference_rotary(xs: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
@@ -247,7 +248,7 @@ mod tests {
         let mut half_shape = shape.to_vec();
         let last = half_shape.len() - 1;
         half_shape[last] /= 2;
-        let angles = Tensor::randn(0f32, 2.0, half_shape, device)?;
+        let angles = normal(half_shape, 2.0, 1, device)?;
         let full = Tensor::cat(&[&angles, &angles], D::Minus1)?;
         Ok((full.cos()?, full.sin()?))
     }
@@ -255,7 +256,7 @@ mod tests {
     #[test]
     fn cross_entropy_matches_log_softmax_and_its_gradient() -> Result<()> {
         let device = candle_core::Device::Cpu;
-        let logits = candle_core::Var::from_tensor(&(Tensor::randn(0f32, 3.0, (6, 50), &device)?))?;
+        let logits = candle_core::Var::from_tensor(&(normal((6, 50), 3.0, 2, &device)?))?;
         let targets = Tensor::new(&[3u32, 0, 49, 7, 7, 21], &device)?;
         let ours = cross_entropy_sum(logits.as_tensor(), &targets)?;
         let reference = log_softmax_last_dim(logits.as_tensor())?
@@ -281,9 +282,8 @@ mod tests {
     fn rotary_backward_is_the_inverse_rotation() -> Result<()> {
         let device = candle_core::Device::Cpu;
         let (cos, sin) = halves(&[2, 1, 5, 8], &device)?;
-        let base =
-            candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 5, 3, 8), &device)?)?;
-        let seed = Tensor::randn(0f32, 1.0, (2, 3, 5, 8), &device)?;
+        let base = candle_core::Var::from_tensor(&normal((2, 5, 3, 8), 1.0, 3, &device)?)?;
+        let seed = normal((2, 3, 5, 8), 1.0, 4, &device)?;
         let xs = base.as_tensor().transpose(1, 2)?;
         let fast = apply_rotary(&xs, &cos, &sin)?;
         let slow = reference_rotary(&xs, &cos, &sin)?;
@@ -304,7 +304,7 @@ mod tests {
         let device = candle_core::Device::Cpu;
         // Text: heads split from a projection (transposed view), and a contiguous tensor,
         // with per-sequence and shared angles.
-        let bshd = Tensor::randn(0f32, 1.0, (2, 5, 3, 8), &device)?;
+        let bshd = normal((2, 5, 3, 8), 1.0, 5, &device)?;
         let bhsd = bshd.transpose(1, 2)?;
         for cos_batch in [2, 1] {
             let (cos, sin) = halves(&[cos_batch, 1, 5, 8], &device)?;
@@ -316,7 +316,7 @@ mod tests {
             }
         }
         // Vision: (patches, heads, d) with (patches, 1, d) angles.
-        let xs = Tensor::randn(0f32, 1.0, (7, 4, 8), &device)?;
+        let xs = normal((7, 4, 8), 1.0, 6, &device)?;
         let (cos, sin) = halves(&[7, 1, 8], &device)?;
         let diff = (apply_rotary(&xs, &cos, &sin)? - reference_rotary(&xs, &cos, &sin)?)?
             .abs()?

@@ -163,6 +163,7 @@ fn recompute(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::seeded::normal;
     use candle_core::{DType, Device};
 
     /// A block with an inner variable: `tanh(x @ w) * x`, recomputed or not, gives the same
@@ -170,8 +171,8 @@ mod tests {
     #[test]
     fn recomputed_gradients_match_the_kept_graph() -> Result<()> {
         let dev = Device::Cpu;
-        let w = Var::from_tensor(&Tensor::randn(0f32, 0.5, (4, 4), &dev)?)?;
-        let x0 = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, 4), &dev)?)?;
+        let w = Var::from_tensor(&normal((4, 4), 0.5, 1, &dev)?)?;
+        let x0 = Var::from_tensor(&normal((3, 4), 1.0, 2, &dev)?)?;
         let block = {
             let w = w.clone();
             move |x: &Tensor| -> Result<Tensor> {

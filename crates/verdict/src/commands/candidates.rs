@@ -280,7 +280,8 @@ pub fn select_stage(workspace: &Workspace) -> anyhow::Result<Vec<PathBuf>> {
         .fold(
             None::<&(String, String, f64, f64)>,
             |best, row| match best {
-                Some(b) if !(row.3 > b.3) => Some(b),
+                // Ties and NaNs keep the earlier row.
+                Some(b) if row.3.partial_cmp(&b.3) != Some(std::cmp::Ordering::Greater) => Some(b),
                 _ => Some(row),
             },
         )

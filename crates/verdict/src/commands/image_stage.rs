@@ -185,6 +185,9 @@ pub fn image_candidates_stage(workspace: &Workspace) -> anyhow::Result<Vec<PathB
     Ok(written)
 }
 
+/// A sample id and its score, `None` where none of its images could be scored.
+type ScoredSample = (String, Option<SampleScore>);
+
 /// OpenNSFW scores of every sample that has a readable image, keyed by sample id; images are
 /// spread over `threads` workers sharing the model's plans.
 fn score_all(
@@ -200,35 +203,32 @@ fn score_all(
     let total = jobs.iter().map(|(_, images)| images.len() as u64).sum();
     let bar = progress::bar(total, "OpenNSFW");
     let chunk = jobs.len().div_ceil(threads.max(1)).max(1);
-    let results: Vec<anyhow::Result<Vec<(String, Option<SampleScore>)>>> =
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = jobs
-                .chunks(chunk)
-                .map(|part| {
-                    let bar = &bar;
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(
-                                |(id, images)| -> anyhow::Result<(String, Option<SampleScore>)> {
-                                    let score = score_images(model, images)
-                                        .with_context(|| format!("scoring sample `{id}`"))?;
-                                    bar.inc(images.len() as u64);
-                                    Ok((id.to_string(), score))
-                                },
-                            )
-                            .collect::<anyhow::Result<Vec<_>>>()
-                    })
+    let results: Vec<anyhow::Result<Vec<ScoredSample>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = jobs
+            .chunks(chunk)
+            .map(|part| {
+                let bar = &bar;
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(id, images)| -> anyhow::Result<ScoredSample> {
+                            let score = score_images(model, images)
+                                .with_context(|| format!("scoring sample `{id}`"))?;
+                            bar.inc(images.len() as u64);
+                            Ok((id.to_string(), score))
+                        })
+                        .collect::<anyhow::Result<Vec<_>>>()
                 })
-                .collect();
-            workers
-                .into_iter()
-                .map(|worker| {
-                    worker
-                        .join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a scoring thread panicked")))
-                })
-                .collect()
-        });
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a scoring thread panicked")))
+            })
+            .collect()
+    });
     bar.finish_and_clear();
     let mut scores = BTreeMap::new();
     for result in results {

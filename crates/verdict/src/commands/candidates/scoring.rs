@@ -21,7 +21,7 @@ use crate::commands::progress;
 const TEMPLATES: [&str; 3] = ["a photo of {}.", "a rendering of {}.", "an image of {}."];
 
 /// The samples of `split` a candidate scores: all, or the first `max_samples`.
-fn members<'a>(samples: &'a [Sample], split: Split, cap: Option<usize>) -> Vec<&'a Sample> {
+fn members(samples: &[Sample], split: Split, cap: Option<usize>) -> Vec<&Sample> {
     samples
         .iter()
         .filter(|s| s.split == Some(split))
