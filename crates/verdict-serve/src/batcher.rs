@@ -1,18 +1,20 @@
 //! Dynamic batching in front of the model: one model thread, one bounded queue.
 //!
-//! Handlers take a place in the queue before they prepare a request's input ([`Slot`]), then
-//! enqueue without blocking; when `queue_capacity` places are taken the request is refused at once,
-//! before any work is spent on it, and the caller answers `503` with `Retry-After`, so memory stays
-//! bounded however hard the service is pushed. The model thread takes the first waiting
-//! classification, then everything already queued up to `max_batch_size`; the batch size therefore
-//! follows the load. Only when the previous batch held more than one item (the service is busy)
-//! does it also wait, up to `max_wait`, and only until it holds as many items as the previous
-//! batch: with N callers each waiting for its answer before sending again, the N-th arrival
-//! completes the batch and nothing is gained by waiting longer, while a lone request under light
-//! load never pays for batching. Each job carries its own reply channel and a batch returns one
-//! result per item in order, so callers never see each other's answers. Chat completions run alone
-//! between batches, streaming their tokens as they come. Jobs whose callers have gone (timeout,
-//! disconnect) are dropped before the model sees them.
+//! Handlers take a place in the queue as soon as a request is admitted ([`Slot`]), before they
+//! decode and prepare its input, then enqueue without blocking; when `queue_capacity` places are
+//! taken the request is refused at once, before any work is spent on it, and the caller answers
+//! `503` with `Retry-After`, so memory stays bounded however hard the service is pushed. The
+//! model thread takes the first waiting classification, then everything already queued up to
+//! `max_batch_size`; the batch size therefore follows the load. If places are still held by
+//! requests being prepared, it waits for them too, up to `max_wait`: they were admitted before
+//! this batch started and are a few milliseconds away, and leaving one behind costs it a whole
+//! model call (callers that each wait for their answer before sending again arrive together,
+//! and a batch cut before the last of them is ready leaves a straggler for the next one). A
+//! lone request, with nobody else admitted, starts at once and never pays for batching. Each
+//! job carries its own reply channel and a batch returns one result per item in order, so
+//! callers never see each other's answers. Chat completions run alone between batches,
+//! streaming their tokens as they come. Jobs whose callers have gone (timeout, disconnect) are
+//! dropped before the model sees them.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,6 +28,9 @@ use crate::config::ServeConfig;
 use crate::decode::{run_chat, ChatEvent, ChatJob};
 use crate::metrics::Metrics;
 use crate::model::{ClassifyOutput, ModelError, PreparedInput, ServedModel};
+
+/// How often a batch waiting for requests in preparation checks whether they still exist.
+const PREPARATION_POLL: Duration = Duration::from_micros(500);
 
 /// Reply of one classification.
 pub type ClassifyReply = Result<ClassifyOutput, ModelError>;
@@ -174,7 +179,6 @@ fn worker(
         depth.fetch_sub(1, Ordering::SeqCst);
         job
     };
-    let mut previous_batch = 1usize;
     let mut held: Option<Job> = None;
     loop {
         let first = match held.take() {
@@ -193,26 +197,23 @@ fn worker(
         };
         let mut inputs = vec![input];
         let mut replies = vec![reply];
-        let wait = if previous_batch > 1 {
-            settings.max_wait
-        } else {
-            Duration::ZERO
-        };
-        let deadline = Instant::now() + wait;
+        let deadline = Instant::now() + settings.max_wait;
         while inputs.len() < settings.max_batch_size {
             let next = match receiver.try_recv() {
                 Ok(job) => take(job),
                 Err(TryRecvError::Disconnected) => break,
                 Err(TryRecvError::Empty) => {
-                    // As many callers as last time are in: under a steady load nobody else is
-                    // coming before these get their answers, so waiting would only add latency.
+                    // Nothing queued: places still held belong to requests being prepared.
                     let now = Instant::now();
-                    if now >= deadline || inputs.len() >= previous_batch {
+                    if now >= deadline || depth.load(Ordering::SeqCst) == 0 {
                         break;
                     }
-                    match receiver.recv_timeout(deadline - now) {
+                    // Woken by the next arrival; the poll notices a place given back unused
+                    // (a request that failed while being prepared) without waiting it out.
+                    match receiver.recv_timeout((deadline - now).min(PREPARATION_POLL)) {
                         Ok(job) => take(job),
-                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        Err(RecvTimeoutError::Disconnected) => break,
                     }
                 }
             };
@@ -240,7 +241,6 @@ fn worker(
             continue;
         }
         let size = batch.len();
-        previous_batch = size;
         metrics.observe_batch(size);
         let results = std::panic::catch_unwind(AssertUnwindSafe(|| model.classify_prepared(batch)))
             .unwrap_or_else(|_| vec![Err(ModelError::Internal("the model panicked".into())); size]);
@@ -312,6 +312,89 @@ mod tests {
                 })
                 .collect()
         }
+    }
+
+    /// [`Lengths`] that also records the size of every batch it is given.
+    struct Recording(Arc<std::sync::Mutex<Vec<usize>>>);
+
+    impl BatchModel for Recording {
+        fn labels(&self) -> Vec<String> {
+            Lengths.labels()
+        }
+
+        fn accepts_images(&self) -> bool {
+            false
+        }
+
+        fn classify_batch(
+            &self,
+            inputs: &[ClassifyInput],
+        ) -> Vec<Result<ClassifyOutput, ModelError>> {
+            self.0.lock().expect("sizes").push(inputs.len());
+            Lengths.classify_batch(inputs)
+        }
+    }
+
+    /// A batcher over a [`Recording`] model, with the sizes it records.
+    fn recording(
+        max_wait: Duration,
+    ) -> (Arc<ServedModel>, Batcher, Arc<std::sync::Mutex<Vec<usize>>>) {
+        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let model = Arc::new(ServedModel::Custom(Box::new(Recording(sizes.clone()))));
+        let config = ServeConfig {
+            max_wait,
+            ..ServeConfig::default()
+        };
+        let batcher = Batcher::start(model.clone(), &config, Arc::new(Metrics::default()));
+        (model, batcher, sizes)
+    }
+
+    /// An answer, or a failed test instead of a hung one.
+    fn answer(receiver: oneshot::Receiver<ClassifyReply>) -> f64 {
+        let (done, wait) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(receiver.blocking_recv());
+        });
+        let reply = wait
+            .recv_timeout(Duration::from_secs(30))
+            .expect("answered before the 30 s the test allows");
+        reply.expect("answer").expect("scored").probabilities[0]
+    }
+
+    #[test]
+    fn a_batch_waits_for_requests_admitted_and_still_being_prepared() {
+        // The wait is bounded by a minute, so only the places held can end it early.
+        let (model, batcher, sizes) = recording(Duration::from_secs(60));
+        let slots: Vec<Slot> = (0..3).map(|_| batcher.reserve().expect("room")).collect();
+        let mut answers = Vec::new();
+        for (i, slot) in slots.into_iter().enumerate() {
+            // The first arrives at once, the others as their (slower) preparation ends.
+            std::thread::sleep(Duration::from_millis(20 * i as u64));
+            let (job, receiver) = job(&model, &"x".repeat(i + 1));
+            slot.submit(job).expect("queued");
+            answers.push(receiver);
+        }
+        let scores: Vec<f64> = answers.into_iter().map(answer).collect();
+        assert_eq!(scores, vec![1.0, 2.0, 3.0]);
+        assert_eq!(*sizes.lock().unwrap(), vec![3], "one batch, no straggler");
+    }
+
+    #[test]
+    fn a_lone_request_and_a_given_back_place_end_the_wait() {
+        let (model, batcher, sizes) = recording(Duration::from_secs(60));
+        // Nobody else admitted: the batch starts at once.
+        let (alone, receiver) = job(&model, "ab");
+        batcher.submit(alone).expect("queued");
+        assert_eq!(answer(receiver), 2.0);
+        // A place whose request fails in preparation is given back, and the batch waiting for
+        // it goes without it.
+        let doomed = batcher.reserve().expect("room");
+        let (waiting, receiver) = job(&model, "abc");
+        batcher.submit(waiting).expect("queued");
+        std::thread::sleep(Duration::from_millis(20));
+        drop(doomed);
+        assert_eq!(answer(receiver), 3.0);
+        assert_eq!(*sizes.lock().unwrap(), vec![1, 1]);
     }
 
     fn job(model: &ServedModel, text: &str) -> (Job, oneshot::Receiver<ClassifyReply>) {

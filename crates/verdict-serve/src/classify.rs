@@ -43,6 +43,18 @@ pub async fn classify(
 ) -> Result<Json<ClassifyResponse>, AppError> {
     let started = Instant::now();
     let engine = state.ready_engine()?;
+    // Admitted before the body is decoded: a full queue refuses before any work is spent on
+    // the request, and the batcher knows it is coming while it is decoded and prepared.
+    let slot = match engine.batcher.reserve() {
+        Ok(slot) => slot,
+        Err(error) => {
+            // The upload is still read to its end: answering while the client is sending
+            // closes the connection under it, and it sees a broken pipe instead of the 503.
+            let limit = state.config().max_body_bytes;
+            let _ = axum::body::to_bytes(request.into_body(), limit).await;
+            return Err(submit_error(&state, error));
+        }
+    };
     let is_multipart = request
         .headers()
         .get(CONTENT_TYPE)
@@ -58,7 +70,6 @@ pub async fn classify(
         let id = item.id.clone();
         (id, prepare(&state, engine, item, "item").await?)
     };
-    let slot = reserve(&state, engine)?;
     let input = encode(engine, input).await?;
     let receiver = submit(&state, slot, input)?;
     let output = receive(receiver).await?;

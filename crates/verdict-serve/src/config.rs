@@ -9,8 +9,9 @@ use std::time::Duration;
 pub struct ServeConfig {
     /// Most items one model call processes together.
     pub max_batch_size: usize,
-    /// Longest time a batch waits for more items once the service is busy (under light load
-    /// a batch starts at once, so a lone request never pays this wait).
+    /// Longest time a batch waits for requests admitted before it started and still being
+    /// prepared (with nobody else admitted a batch starts at once, so a lone request never
+    /// pays this wait).
     pub max_wait: Duration,
     /// Items waiting for the model beyond the running batch; a full queue answers 503.
     pub queue_capacity: usize,

@@ -255,6 +255,108 @@ async fn a_full_queue_answers_503_with_retry_after_and_recovers() {
         .contains("verdict_rejected_total 2"));
 }
 
+/// Over a real socket: a request refused by a full queue is read to its end before the 503,
+/// so the connection stays open for the client's next request (a pooled connection closed
+/// under a client shows up as a transport error, not as the 503 it was sent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_upload_leaves_the_connection_usable() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let model = EchoModel::new(false);
+    let gate = model.gate.clone();
+    let started = model.started.clone();
+    let state = echo_state(
+        ServeConfig {
+            queue_capacity: 1,
+            ..ServeConfig::default()
+        },
+        model,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(verdict_serve::serve(listener, state.clone(), async {
+        let _ = stopped.await;
+    }));
+    // One request in the model (held at the gate), one in the queue: the queue is full.
+    let url = format!("http://{address}/v1/classify");
+    let mut held = Vec::new();
+    for n in 0..2u64 {
+        let url = url.clone();
+        held.push(tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(&url)
+                .json(&json!({"text": n.to_string()}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+        if n == 0 {
+            wait_until_started(&started).await;
+        } else {
+            wait_for_depth(&state, 1).await;
+        }
+    }
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let body = json!({"text": "7".repeat(256 << 10)}).to_string();
+    let request = format!(
+        "POST /v1/classify HTTP/1.1\r\nhost: verdict\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let refused = read_response(&mut stream).await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: verdict\r\n\r\n")
+        .await
+        .unwrap();
+    let health = read_response(&mut stream).await;
+    assert!(
+        health.starts_with("HTTP/1.1 200"),
+        "second request: {health:?}"
+    );
+    {
+        let (lock, condvar) = &*gate;
+        *lock.lock().unwrap() = true;
+        condvar.notify_all();
+    }
+    for task in held {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+    drop(stream);
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+
+    /// One HTTP/1.1 response with a `content-length` body, as text ("" if the connection
+    /// closed first).
+    async fn read_response(stream: &mut tokio::net::TcpStream) -> String {
+        let mut bytes = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&bytes).to_string();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(str::to_string)
+                    })
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if bytes.len() >= end + 4 + length {
+                    return text;
+                }
+            }
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return String::new(),
+                Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_real_baseline_under_concurrency_matches_one_by_one_answers() {
     let state = baseline_state(ServeConfig {

@@ -38,6 +38,8 @@ pub struct Level {
     pub seconds: f64,
     pub p50: f64,
     pub p99: f64,
+    /// Items per model call over the level, from the server's metrics (NaN if unreadable).
+    pub mean_batch: f64,
 }
 
 pub async fn drive(
@@ -50,6 +52,8 @@ pub async fn drive(
         .pool_max_idle_per_host(concurrency)
         .build()
         .expect("client");
+    let metrics = url.replace("/v1/classify", "/metrics");
+    let before = batch_totals(&client, &metrics).await;
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -94,6 +98,12 @@ pub async fn drive(
         all.extend(task.await.unwrap_or_default());
     }
     let seconds = started.elapsed().as_secs_f64();
+    let mean_batch = match (before, batch_totals(&client, &metrics).await) {
+        (Some((items0, calls0)), Some((items1, calls1))) if calls1 > calls0 => {
+            (items1 - items0) / (calls1 - calls0)
+        }
+        _ => f64::NAN,
+    };
     let mut latencies: Vec<f64> = all
         .iter()
         .filter(|(s, _, _)| *s == 200)
@@ -118,7 +128,29 @@ pub async fn drive(
         seconds,
         p50: percentile(&latencies, 0.5),
         p99: percentile(&latencies, 0.99),
+        mean_batch,
     }
+}
+
+/// Items classified and model calls so far (`verdict_batch_size_sum` and `_count`).
+async fn batch_totals(client: &reqwest::Client, url: &str) -> Option<(f64, f64)> {
+    let text = client.get(url).send().await.ok()?.text().await.ok()?;
+    parse_batch_totals(&text)
+}
+
+fn parse_batch_totals(text: &str) -> Option<(f64, f64)> {
+    let value = |name: &str| {
+        text.lines().find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    Some((
+        value("verdict_batch_size_sum")?,
+        value("verdict_batch_size_count")?,
+    ))
 }
 
 /// A request that got no answer, by what failed (the client's view).
@@ -163,6 +195,14 @@ pub async fn start(state: AppState) -> anyhow::Result<(String, tokio::sync::ones
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_totals_come_from_the_histogram_lines() {
+        let text = "verdict_batch_size_bucket{le=\"4\"} 3\nverdict_batch_size_sum 7\n\
+                    verdict_batch_size_count 3\nverdict_batched_items_total 7\n";
+        assert_eq!(parse_batch_totals(text), Some((7.0, 3.0)));
+        assert_eq!(parse_batch_totals("verdict_batch_size_sum 7\n"), None);
+    }
 
     #[test]
     fn percentiles_are_nearest_rank() {

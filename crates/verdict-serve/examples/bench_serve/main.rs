@@ -171,10 +171,12 @@ fn main() -> anyhow::Result<()> {
         for &concurrency in &args.concurrency {
             let level = drive(&url, bodies.clone(), concurrency, args.requests).await;
             eprintln!(
-                "c={concurrency}: {:.1} req/s p50 {:.2} ms p99 {:.2} ms ({} ok, {} 503, {} other{})",
+                "c={concurrency}: {:.1} req/s p50 {:.2} ms p99 {:.2} ms, {:.1} items per call \
+                 ({} ok, {} 503, {} other{})",
                 level.ok as f64 / level.seconds,
                 level.p50,
                 level.p99,
+                level.mean_batch,
                 level.ok,
                 level.rejected,
                 level.other,
@@ -238,18 +240,19 @@ fn main() -> anyhow::Result<()> {
         ));
     }
     table.push('\n');
-    table.push_str("| concurrency | requests/s | vs offline | p50 ms | p99 ms | p99 / single p50 | 503 | other errors |\n");
-    table.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    table.push_str("| concurrency | requests/s | vs offline | p50 ms | p99 ms | p99 / single p50 | items per call | 503 | other errors |\n");
+    table.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for level in &levels {
         let throughput = level.ok as f64 / level.seconds;
         table.push_str(&format!(
-            "| {} | {:.1} | {:.0}% | {:.2} | {:.2} | {:.1}x | {} | {}{} |\n",
+            "| {} | {:.1} | {:.0}% | {:.2} | {:.2} | {:.2}x | {:.2} | {} | {}{} |\n",
             level.concurrency,
             throughput,
             100.0 * throughput / offline,
             level.p50,
             level.p99,
             level.p99 / single,
+            level.mean_batch,
             level.rejected,
             level.other,
             describe_errors(&level.errors)

@@ -52,7 +52,8 @@ pub struct Args {
     #[arg(long, default_value_t = 32)]
     pub max_batch_size: usize,
 
-    /// Longest wait for more items once the service is busy, in milliseconds.
+    /// Longest wait of a batch for requests already admitted and still being prepared, in
+    /// milliseconds (a lone request never waits).
     #[arg(long, default_value_t = 5)]
     pub max_wait_ms: u64,
 
