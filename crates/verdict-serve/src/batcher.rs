@@ -9,8 +9,13 @@
 //! requests being prepared, it waits for them too, up to `max_wait`: they were admitted before
 //! this batch started and are a few milliseconds away, and leaving one behind costs it a whole
 //! model call (callers that each wait for their answer before sending again arrive together,
-//! and a batch cut before the last of them is ready leaves a straggler for the next one). A
-//! lone request, with nobody else admitted, starts at once and never pays for batching. Each
+//! and a batch cut before the last of them is ready leaves a straggler for the next one).
+//! While the service is busy (the previous batch held several items), a batch that is not
+//! full and has nobody in preparation also gives newcomers a grace of an eighth of the last
+//! model call: callers just answered are sending their next requests, and without it two
+//! halves of a group of callers settle into alternating half-size batches. A newcomer saves
+//! itself a whole model call; the grace costs the batch at most an eighth of one. A lone
+//! request, with nobody else admitted, starts at once and never pays for batching. Each
 //! job carries its own reply channel and a batch returns one result per item in order, so
 //! callers never see each other's answers. Chat completions run alone between batches,
 //! streaming their tokens as they come. Jobs whose callers have gone (timeout, disconnect) are
@@ -31,6 +36,10 @@ use crate::model::{ClassifyOutput, ModelError, PreparedInput, ServedModel};
 
 /// How often a batch waiting for requests in preparation checks whether they still exist.
 const PREPARATION_POLL: Duration = Duration::from_micros(500);
+
+/// A busy batch that is not full waits for newcomers up to this fraction of the last model
+/// call (see the module notes).
+const GRACE_DIVISOR: u32 = 8;
 
 /// Reply of one classification.
 pub type ClassifyReply = Result<ClassifyOutput, ModelError>;
@@ -180,6 +189,8 @@ fn worker(
         job
     };
     let mut held: Option<Job> = None;
+    let mut previous_batch = 0usize;
+    let mut last_call = Duration::ZERO;
     loop {
         let first = match held.take() {
             Some(job) => job,
@@ -197,7 +208,13 @@ fn worker(
         };
         let mut inputs = vec![input];
         let mut replies = vec![reply];
-        let deadline = Instant::now() + settings.max_wait;
+        let opened = Instant::now();
+        let deadline = opened + settings.max_wait;
+        let grace = if previous_batch > 1 {
+            opened + (last_call / GRACE_DIVISOR).min(settings.max_wait)
+        } else {
+            opened
+        };
         while inputs.len() < settings.max_batch_size {
             let next = match receiver.try_recv() {
                 Ok(job) => take(job),
@@ -205,12 +222,14 @@ fn worker(
                 Err(TryRecvError::Empty) => {
                     // Nothing queued: places still held belong to requests being prepared.
                     let now = Instant::now();
-                    if now >= deadline || depth.load(Ordering::SeqCst) == 0 {
+                    let preparing = depth.load(Ordering::SeqCst) > 0;
+                    if now >= deadline || (!preparing && now >= grace) {
                         break;
                     }
-                    // Woken by the next arrival; the poll notices a place given back unused
-                    // (a request that failed while being prepared) without waiting it out.
-                    match receiver.recv_timeout((deadline - now).min(PREPARATION_POLL)) {
+                    let until = if preparing { deadline } else { grace };
+                    // Woken by the next arrival; the poll notices a place taken by a newcomer,
+                    // or given back unused (a request that failed while being prepared).
+                    match receiver.recv_timeout((until - now).min(PREPARATION_POLL)) {
                         Ok(job) => take(job),
                         Err(RecvTimeoutError::Timeout) => continue,
                         Err(RecvTimeoutError::Disconnected) => break,
@@ -242,8 +261,11 @@ fn worker(
         }
         let size = batch.len();
         metrics.observe_batch(size);
+        let started = Instant::now();
         let results = std::panic::catch_unwind(AssertUnwindSafe(|| model.classify_prepared(batch)))
             .unwrap_or_else(|_| vec![Err(ModelError::Internal("the model panicked".into())); size]);
+        last_call = started.elapsed();
+        previous_batch = size;
         let mut results = results.into_iter();
         for reply in replies {
             let result = results
@@ -314,8 +336,9 @@ mod tests {
         }
     }
 
-    /// [`Lengths`] that also records the size of every batch it is given.
-    struct Recording(Arc<std::sync::Mutex<Vec<usize>>>);
+    /// [`Lengths`] that also records the size of every batch it is given, and takes
+    /// `.1` per call.
+    struct Recording(Arc<std::sync::Mutex<Vec<usize>>>, Duration);
 
     impl BatchModel for Recording {
         fn labels(&self) -> Vec<String> {
@@ -331,6 +354,7 @@ mod tests {
             inputs: &[ClassifyInput],
         ) -> Vec<Result<ClassifyOutput, ModelError>> {
             self.0.lock().expect("sizes").push(inputs.len());
+            std::thread::sleep(self.1);
             Lengths.classify_batch(inputs)
         }
     }
@@ -338,9 +362,13 @@ mod tests {
     /// A batcher over a [`Recording`] model, with the sizes it records.
     fn recording(
         max_wait: Duration,
+        call: Duration,
     ) -> (Arc<ServedModel>, Batcher, Arc<std::sync::Mutex<Vec<usize>>>) {
         let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let model = Arc::new(ServedModel::Custom(Box::new(Recording(sizes.clone()))));
+        let model = Arc::new(ServedModel::Custom(Box::new(Recording(
+            sizes.clone(),
+            call,
+        ))));
         let config = ServeConfig {
             max_wait,
             ..ServeConfig::default()
@@ -364,7 +392,7 @@ mod tests {
     #[test]
     fn a_batch_waits_for_requests_admitted_and_still_being_prepared() {
         // The wait is bounded by a minute, so only the places held can end it early.
-        let (model, batcher, sizes) = recording(Duration::from_secs(60));
+        let (model, batcher, sizes) = recording(Duration::from_secs(60), Duration::ZERO);
         let slots: Vec<Slot> = (0..3).map(|_| batcher.reserve().expect("room")).collect();
         let mut answers = Vec::new();
         for (i, slot) in slots.into_iter().enumerate() {
@@ -381,7 +409,7 @@ mod tests {
 
     #[test]
     fn a_lone_request_and_a_given_back_place_end_the_wait() {
-        let (model, batcher, sizes) = recording(Duration::from_secs(60));
+        let (model, batcher, sizes) = recording(Duration::from_secs(60), Duration::ZERO);
         // Nobody else admitted: the batch starts at once.
         let (alone, receiver) = job(&model, "ab");
         batcher.submit(alone).expect("queued");
@@ -395,6 +423,31 @@ mod tests {
         drop(doomed);
         assert_eq!(answer(receiver), 3.0);
         assert_eq!(*sizes.lock().unwrap(), vec![1, 1]);
+    }
+
+    #[test]
+    fn a_busy_batch_gives_callers_just_answered_a_grace() {
+        // Calls of 800 ms: a grace of 100 ms, ten times the newcomer's 10 ms delay.
+        let (model, batcher, sizes) =
+            recording(Duration::from_secs(60), Duration::from_millis(800));
+        let send = |slot: Slot, text: &str| {
+            let (job, receiver) = job(&model, text);
+            slot.submit(job).expect("queued");
+            receiver
+        };
+        // Two callers arrive together: one batch of two, so the service counts as busy.
+        let slots = (
+            batcher.reserve().expect("room"),
+            batcher.reserve().expect("room"),
+        );
+        let first = [send(slots.0, "a"), send(slots.1, "bb")];
+        assert_eq!(first.map(answer), [1.0, 2.0]);
+        // They come back 10 ms apart, the second not yet admitted when the first is taken.
+        let again = send(batcher.reserve().expect("room"), "ccc");
+        std::thread::sleep(Duration::from_millis(10));
+        let late = send(batcher.reserve().expect("room"), "dddd");
+        assert_eq!([again, late].map(answer), [3.0, 4.0]);
+        assert_eq!(*sizes.lock().unwrap(), vec![2, 2], "no half-size batches");
     }
 
     fn job(model: &ServedModel, text: &str) -> (Job, oneshot::Receiver<ClassifyReply>) {

@@ -10,8 +10,8 @@ pub struct ServeConfig {
     /// Most items one model call processes together.
     pub max_batch_size: usize,
     /// Longest time a batch waits for requests admitted before it started and still being
-    /// prepared (with nobody else admitted a batch starts at once, so a lone request never
-    /// pays this wait).
+    /// prepared, and the cap of the grace it gives newcomers while busy (see `batcher`); a
+    /// lone request never pays it.
     pub max_wait: Duration,
     /// Items waiting for the model beyond the running batch; a full queue answers 503.
     pub queue_capacity: usize,
@@ -55,7 +55,7 @@ impl Default for ServeConfig {
     fn default() -> Self {
         Self {
             max_batch_size: 32,
-            max_wait: Duration::from_millis(5),
+            max_wait: Duration::from_millis(10),
             queue_capacity: 256,
             retry_after_seconds: 1,
             request_timeout: Duration::from_secs(60),

@@ -20,6 +20,11 @@
 //! Server and load generator share the machine (and its cores): the numbers are an upper
 //! bound on the overhead a separate client machine would see.
 
+/// The allocator of the `verdict` binary, so the in-process server behaves as `verdict serve`
+/// does (per-request buffers of several MiB).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod load;
 mod offline;
 mod workload;
@@ -56,8 +61,9 @@ struct Args {
     /// Most items per model call, for the server and the offline run alike.
     #[arg(long, alias = "max-batch", default_value_t = 32)]
     max_batch_size: usize,
-    /// The server's longest wait for more items once it is busy, in milliseconds.
-    #[arg(long, default_value_t = 5)]
+    /// The server's longest wait for requests admitted and still being prepared, in
+    /// milliseconds.
+    #[arg(long, default_value_t = 10)]
     max_wait_ms: u64,
     /// Where a Qwen3-VL model runs: `cpu`, `cuda` or `cuda:N` (CUDA needs `--features cuda`).
     #[arg(long, default_value = "cpu")]
@@ -348,7 +354,7 @@ mod tests {
     fn defaults_keep_the_earlier_workload_and_bad_values_are_refused() {
         let args = Args::try_parse_from(["bench_serve", "--model", "m"]).expect("parses");
         assert_eq!((args.image_size, args.text_tokens), (32, None));
-        assert_eq!((args.max_batch_size, args.max_wait_ms), (32, 5));
+        assert_eq!((args.max_batch_size, args.max_wait_ms), (32, 10));
         assert_eq!(args.device, "cpu");
         let precision = Args::try_parse_from(["bench_serve", "--precision", "BF16"])
             .expect("parses")

@@ -54,7 +54,7 @@ pub struct Args {
 
     /// Longest wait of a batch for requests already admitted and still being prepared, in
     /// milliseconds (a lone request never waits).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 10)]
     pub max_wait_ms: u64,
 
     /// Jobs that may wait for the model; beyond that requests get 503 + Retry-After.
