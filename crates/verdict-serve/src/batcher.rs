@@ -13,9 +13,12 @@
 //! While the service is busy (the previous batch held several items), a batch that is not
 //! full and has nobody in preparation also gives newcomers a grace of an eighth of the last
 //! model call: callers just answered are sending their next requests, and without it two
-//! halves of a group of callers settle into alternating half-size batches. A newcomer saves
-//! itself a whole model call; the grace costs the batch at most an eighth of one. A lone
-//! request, with nobody else admitted, starts at once and never pays for batching. Each
+//! halves of a group of callers settle into alternating half-size batches. It does so only
+//! where a call's fixed cost (the time of a one-item call) is at least a quarter of the last
+//! call: merging two batches saves about one fixed cost, which pays for the grace when calls
+//! are dominated by launches (a small model, or small batches on a GPU) and not when they
+//! are dominated by arithmetic (there the GPU would idle during the grace for nothing). A
+//! lone request, with nobody else admitted, starts at once and never pays for batching. Each
 //! job carries its own reply channel and a batch returns one result per item in order, so
 //! callers never see each other's answers. Chat completions run alone between batches,
 //! streaming their tokens as they come. Jobs whose callers have gone (timeout, disconnect) are
@@ -40,6 +43,9 @@ const PREPARATION_POLL: Duration = Duration::from_micros(500);
 /// A busy batch that is not full waits for newcomers up to this fraction of the last model
 /// call (see the module notes).
 const GRACE_DIVISOR: u32 = 8;
+
+/// The grace applies where a one-item call costs at least this fraction of the last call.
+const FIXED_SHARE_DIVISOR: u32 = 4;
 
 /// Reply of one classification.
 pub type ClassifyReply = Result<ClassifyOutput, ModelError>;
@@ -191,6 +197,8 @@ fn worker(
     let mut held: Option<Job> = None;
     let mut previous_batch = 0usize;
     let mut last_call = Duration::ZERO;
+    // The latest one-item call: the fixed cost of a call (unknown until one has run).
+    let mut single_call: Option<Duration> = None;
     loop {
         let first = match held.take() {
             Some(job) => job,
@@ -210,7 +218,9 @@ fn worker(
         let mut replies = vec![reply];
         let opened = Instant::now();
         let deadline = opened + settings.max_wait;
-        let grace = if previous_batch > 1 {
+        let launch_bound =
+            single_call.is_some_and(|single| single >= last_call / FIXED_SHARE_DIVISOR);
+        let grace = if previous_batch > 1 && launch_bound {
             opened + (last_call / GRACE_DIVISOR).min(settings.max_wait)
         } else {
             opened
@@ -266,6 +276,9 @@ fn worker(
             .unwrap_or_else(|_| vec![Err(ModelError::Internal("the model panicked".into())); size]);
         last_call = started.elapsed();
         previous_batch = size;
+        if size == 1 {
+            single_call = Some(last_call);
+        }
         let mut results = results.into_iter();
         for reply in replies {
             let result = results
@@ -336,9 +349,9 @@ mod tests {
         }
     }
 
-    /// [`Lengths`] that also records the size of every batch it is given, and takes
-    /// `.1` per call.
-    struct Recording(Arc<std::sync::Mutex<Vec<usize>>>, Duration);
+    /// [`Lengths`] that also records the size of every batch it is given, and takes `.1`
+    /// per call plus `.2` per item.
+    struct Recording(Arc<std::sync::Mutex<Vec<usize>>>, Duration, Duration);
 
     impl BatchModel for Recording {
         fn labels(&self) -> Vec<String> {
@@ -354,7 +367,7 @@ mod tests {
             inputs: &[ClassifyInput],
         ) -> Vec<Result<ClassifyOutput, ModelError>> {
             self.0.lock().expect("sizes").push(inputs.len());
-            std::thread::sleep(self.1);
+            std::thread::sleep(self.1 + self.2 * inputs.len() as u32);
             Lengths.classify_batch(inputs)
         }
     }
@@ -363,11 +376,13 @@ mod tests {
     fn recording(
         max_wait: Duration,
         call: Duration,
+        per_item: Duration,
     ) -> (Arc<ServedModel>, Batcher, Arc<std::sync::Mutex<Vec<usize>>>) {
         let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
         let model = Arc::new(ServedModel::Custom(Box::new(Recording(
             sizes.clone(),
             call,
+            per_item,
         ))));
         let config = ServeConfig {
             max_wait,
@@ -392,7 +407,8 @@ mod tests {
     #[test]
     fn a_batch_waits_for_requests_admitted_and_still_being_prepared() {
         // The wait is bounded by a minute, so only the places held can end it early.
-        let (model, batcher, sizes) = recording(Duration::from_secs(60), Duration::ZERO);
+        let (model, batcher, sizes) =
+            recording(Duration::from_secs(60), Duration::ZERO, Duration::ZERO);
         let slots: Vec<Slot> = (0..3).map(|_| batcher.reserve().expect("room")).collect();
         let mut answers = Vec::new();
         for (i, slot) in slots.into_iter().enumerate() {
@@ -409,7 +425,8 @@ mod tests {
 
     #[test]
     fn a_lone_request_and_a_given_back_place_end_the_wait() {
-        let (model, batcher, sizes) = recording(Duration::from_secs(60), Duration::ZERO);
+        let (model, batcher, sizes) =
+            recording(Duration::from_secs(60), Duration::ZERO, Duration::ZERO);
         // Nobody else admitted: the batch starts at once.
         let (alone, receiver) = job(&model, "ab");
         batcher.submit(alone).expect("queued");
@@ -428,13 +445,18 @@ mod tests {
     #[test]
     fn a_busy_batch_gives_callers_just_answered_a_grace() {
         // Calls of 800 ms: a grace of 100 ms, ten times the newcomer's 10 ms delay.
-        let (model, batcher, sizes) =
-            recording(Duration::from_secs(60), Duration::from_millis(800));
+        let (model, batcher, sizes) = recording(
+            Duration::from_secs(60),
+            Duration::from_millis(800),
+            Duration::ZERO,
+        );
         let send = |slot: Slot, text: &str| {
             let (job, receiver) = job(&model, text);
             slot.submit(job).expect("queued");
             receiver
         };
+        // A lone caller first: a one-item call, the fixed cost of a call (all of it here).
+        assert_eq!(answer(send(batcher.reserve().expect("room"), "")), 0.0);
         // Two callers arrive together: one batch of two, so the service counts as busy.
         let slots = (
             batcher.reserve().expect("room"),
@@ -447,7 +469,39 @@ mod tests {
         std::thread::sleep(Duration::from_millis(10));
         let late = send(batcher.reserve().expect("room"), "dddd");
         assert_eq!([again, late].map(answer), [3.0, 4.0]);
-        assert_eq!(*sizes.lock().unwrap(), vec![2, 2], "no half-size batches");
+        assert_eq!(
+            *sizes.lock().unwrap(),
+            vec![1, 2, 2],
+            "no half-size batches"
+        );
+    }
+
+    #[test]
+    fn no_grace_where_calls_are_dominated_by_their_items() {
+        // 40 ms per item, nothing fixed: a batch of eight costs eight one-item calls.
+        let (model, batcher, sizes) = recording(
+            Duration::from_secs(60),
+            Duration::ZERO,
+            Duration::from_millis(40),
+        );
+        let send = |slot: Slot, text: &str| {
+            let (job, receiver) = job(&model, text);
+            slot.submit(job).expect("queued");
+            receiver
+        };
+        assert_eq!(answer(send(batcher.reserve().expect("room"), "")), 0.0);
+        let slots: Vec<Slot> = (0..8).map(|_| batcher.reserve().expect("room")).collect();
+        let eight: Vec<_> = slots.into_iter().map(|slot| send(slot, "a")).collect();
+        assert!(eight.into_iter().map(answer).all(|score| score == 1.0));
+        // Seven come back at once, the eighth 10 ms later: merging would save nothing, so
+        // the seven go without waiting for it.
+        let slots: Vec<Slot> = (0..7).map(|_| batcher.reserve().expect("room")).collect();
+        let seven: Vec<_> = slots.into_iter().map(|slot| send(slot, "bb")).collect();
+        std::thread::sleep(Duration::from_millis(10));
+        let late = send(batcher.reserve().expect("room"), "ccc");
+        assert!(seven.into_iter().map(answer).all(|score| score == 2.0));
+        assert_eq!(answer(late), 3.0);
+        assert_eq!(*sizes.lock().unwrap(), vec![1, 8, 7, 1]);
     }
 
     fn job(model: &ServedModel, text: &str) -> (Job, oneshot::Receiver<ClassifyReply>) {
