@@ -7,7 +7,8 @@ mod commands;
 /// mimalloc instead of the system allocator: serving and batch jobs allocate and free
 /// buffers of several MiB per item (decoded images, patch blocks, converted pixels), which
 /// glibc hands back to the kernel and faults in again every time; preparing one 448x448
-/// image for Qwen3-VL took 10.5 ms that way and 1.6 ms with mimalloc, which keeps them.
+/// image for Qwen3-VL on the CPU took 10.5 ms that way and 1.6 ms with mimalloc, which keeps
+/// them.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
