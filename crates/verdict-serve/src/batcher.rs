@@ -478,11 +478,12 @@ mod tests {
 
     #[test]
     fn no_grace_where_calls_are_dominated_by_their_items() {
-        // 40 ms per item, nothing fixed: a batch of eight costs eight one-item calls.
+        // 150 ms per item, nothing fixed: a batch of eight costs eight one-item calls, and a
+        // grace would last 150 ms, past the late caller's 60 ms.
         let (model, batcher, sizes) = recording(
             Duration::from_secs(60),
             Duration::ZERO,
-            Duration::from_millis(40),
+            Duration::from_millis(150),
         );
         let send = |slot: Slot, text: &str| {
             let (job, receiver) = job(&model, text);
@@ -493,11 +494,11 @@ mod tests {
         let slots: Vec<Slot> = (0..8).map(|_| batcher.reserve().expect("room")).collect();
         let eight: Vec<_> = slots.into_iter().map(|slot| send(slot, "a")).collect();
         assert!(eight.into_iter().map(answer).all(|score| score == 1.0));
-        // Seven come back at once, the eighth 10 ms later: merging would save nothing, so
+        // Seven come back at once, the eighth 60 ms later: merging would save nothing, so
         // the seven go without waiting for it.
         let slots: Vec<Slot> = (0..7).map(|_| batcher.reserve().expect("room")).collect();
         let seven: Vec<_> = slots.into_iter().map(|slot| send(slot, "bb")).collect();
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(60));
         let late = send(batcher.reserve().expect("room"), "ccc");
         assert!(seven.into_iter().map(answer).all(|score| score == 2.0));
         assert_eq!(answer(late), 3.0);
