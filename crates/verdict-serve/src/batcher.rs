@@ -320,8 +320,9 @@ mod tests {
     use super::*;
     use crate::model::{BatchModel, ClassifyInput};
 
-    /// Answers every item with its text's length.
-    struct Lengths;
+    /// Answers every item with its text's length; records the size of every batch it is
+    /// given and takes `.1` per call plus `.2` per item.
+    struct Lengths(Arc<std::sync::Mutex<Vec<usize>>>, Duration, Duration);
 
     impl BatchModel for Lengths {
         fn labels(&self) -> Vec<String> {
@@ -336,6 +337,8 @@ mod tests {
             &self,
             inputs: &[ClassifyInput],
         ) -> Vec<Result<ClassifyOutput, ModelError>> {
+            self.0.lock().expect("sizes").push(inputs.len());
+            std::thread::sleep(self.1 + self.2 * inputs.len() as u32);
             inputs
                 .iter()
                 .map(|input| {
@@ -349,37 +352,14 @@ mod tests {
         }
     }
 
-    /// [`Lengths`] that also records the size of every batch it is given, and takes `.1`
-    /// per call plus `.2` per item.
-    struct Recording(Arc<std::sync::Mutex<Vec<usize>>>, Duration, Duration);
-
-    impl BatchModel for Recording {
-        fn labels(&self) -> Vec<String> {
-            Lengths.labels()
-        }
-
-        fn accepts_images(&self) -> bool {
-            false
-        }
-
-        fn classify_batch(
-            &self,
-            inputs: &[ClassifyInput],
-        ) -> Vec<Result<ClassifyOutput, ModelError>> {
-            self.0.lock().expect("sizes").push(inputs.len());
-            std::thread::sleep(self.1 + self.2 * inputs.len() as u32);
-            Lengths.classify_batch(inputs)
-        }
-    }
-
-    /// A batcher over a [`Recording`] model, with the sizes it records.
+    /// A batcher over a [`Lengths`] model, with the sizes it records.
     fn recording(
         max_wait: Duration,
         call: Duration,
         per_item: Duration,
     ) -> (Arc<ServedModel>, Batcher, Arc<std::sync::Mutex<Vec<usize>>>) {
         let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let model = Arc::new(ServedModel::Custom(Box::new(Recording(
+        let model = Arc::new(ServedModel::Custom(Box::new(Lengths(
             sizes.clone(),
             call,
             per_item,
@@ -517,7 +497,11 @@ mod tests {
 
     #[test]
     fn places_are_reserved_before_work_and_given_back_unused() {
-        let model = Arc::new(ServedModel::Custom(Box::new(Lengths)));
+        let model = Arc::new(ServedModel::Custom(Box::new(Lengths(
+            Arc::default(),
+            Duration::ZERO,
+            Duration::ZERO,
+        ))));
         let config = ServeConfig {
             queue_capacity: 2,
             ..ServeConfig::default()
