@@ -1,7 +1,7 @@
 //! Reproducible random tensors.
 //!
-//! candle's CPU generator cannot be seeded, so anything that must give the same numbers on
-//! every run (initialisations, numerical tests with tolerances) draws from here instead.
+//! candle's CPU generator cannot be seeded, so code that must see the same numbers on every
+//! run and machine (numerical tests with tolerances, above all) draws from here instead.
 
 use candle_core::{Device, Result, Shape, Tensor};
 use rand::{Rng, SeedableRng};
